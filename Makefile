@@ -1,0 +1,49 @@
+# The two commands a new user needs: `make up` (run the system) and `make test` (check it).
+# Everything else here is a step of those two, runnable on its own.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from the PATH, else a private copy installed into .cache/ on first use (no system changes).
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.cache/uv/bin/uv)
+export UV_PYTHON_DOWNLOADS ?= never
+PACKAGES := pm_common devstack api_gateway auth_service patient_service billing_service analytics_service
+
+.PHONY: help install up down status clean test lint typecheck unit proto bench
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.cache/uv/bin/uv:
+	python3 -m venv $(CURDIR)/.cache/uv
+	$(CURDIR)/.cache/uv/bin/pip install --quiet uv
+
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml libs/*/pyproject.toml)
+	$(UV) sync --all-packages --locked
+	@touch $@
+
+install: .venv/.synced ## Install the locked dependencies into .venv
+
+up: install ## Start PostgreSQL, Kafka and every service in the background; print the URLs
+	$(UV) run --no-sync devstack up
+
+down: ## Stop everything `make up` started
+	@$(UV) run --no-sync devstack down
+
+status: ## Which processes of the local stack are running
+	@$(UV) run --no-sync devstack status
+
+clean: ## Stop everything and delete local data (databases, topics, logs)
+	@$(UV) run --no-sync devstack clean
+
+lint: install ## ruff
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+
+typecheck: install ## mypy (strict) on every package's src/
+	$(UV) run --no-sync mypy $(addprefix -p ,$(PACKAGES))
+
+proto: install ## Regenerate libs/pm-proto from proto/*.proto
+	$(UV) run --no-sync python libs/pm-proto/generate.py
+
+test: lint typecheck ## Lint, types, every package's tests and the integration suite (its own stack on free ports)
+	$(UV) run --no-sync pytest $(PYTEST_ARGS)

@@ -1,0 +1,170 @@
+"""A single-node Apache Kafka broker in KRaft mode, run from jars that Maven resolves from Maven Central."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from devstack import process
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+LOG4J_CONFIG = HERE / "log4j2.properties"
+TOPICS = {"patient": 3, "patient.DLT": 1}
+
+
+def ensure_jars(jar_dir: Path) -> Path:
+    """Resolve the broker's jars into jar_dir once (Maven Central); later calls reuse the folder."""
+    marker = jar_dir / ".complete"
+    if marker.exists() and marker.read_text() == POM.read_text():
+        return jar_dir
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is needed once to fetch Apache Kafka's jars: apt-get install maven")
+    if jar_dir.exists():
+        shutil.rmtree(jar_dir)
+    jar_dir.mkdir(parents=True)
+    print(f"resolving Apache Kafka jars from Maven Central into {jar_dir} ...", flush=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={jar_dir}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+    )
+    marker.write_text(POM.read_text())
+    return jar_dir
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """One KRaft node (broker and controller) on 127.0.0.1, data in data_dir."""
+
+    data_dir: Path
+    port: int
+    controller_port: int
+    jar_dir: Path
+    log_file: Path
+    pid_file: Path
+    heap: str = "512m"
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap address clients use."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        """server.properties, written on every start so ports can change between runs."""
+        return self.data_dir / "server.properties"
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.data_dir / 'logs'}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        return [
+            os.environ.get("JAVA", "java"),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp",
+            f"{self.jar_dir}/*",
+            main_class,
+            *args,
+        ]
+
+    def format(self) -> None:
+        """kafka-storage.sh format, once: the data (topics, offsets) then persists across restarts."""
+        self._write_config()
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            return
+        subprocess.run(
+            [*self._java("kafka.tools.StorageTool"), "format", "-t", _cluster_id(), "-c", str(self.config_file)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    @property
+    def running(self) -> bool:
+        """True when the broker process of pid_file is alive."""
+        return process.read_pid(self.pid_file) is not None
+
+    def start(self, *, timeout_s: float = 90.0) -> None:
+        """kafka-server-start.sh: start the broker (or keep it) and wait until the topics exist."""
+        self.format()
+        process.start(self._java("kafka.Kafka", str(self.config_file)), pid_file=self.pid_file, log_file=self.log_file)
+        process.wait_port(self.port, timeout_s=timeout_s, pid_file=self.pid_file)
+        asyncio.run(create_topics(self.bootstrap, timeout_s=timeout_s))
+
+    def stop(self) -> None:
+        """Stop the broker by pid (controlled shutdown on SIGTERM)."""
+        process.stop(self.pid_file, timeout_s=30.0)
+
+
+def _cluster_id() -> str:
+    # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding (what random-uuid prints).
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+async def create_topics(bootstrap: str, *, timeout_s: float = 60.0) -> None:
+    """Create the project's topics if missing; retries while the broker finishes starting."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(name, n, 1) for name, n in TOPICS.items() if name not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another starter won the race
+                    await admin.create_topics(missing)
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()

@@ -1,0 +1,1 @@
+"""Pieces every service of patient-management shares (never copied into a service)."""

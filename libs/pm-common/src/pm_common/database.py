@@ -1,0 +1,87 @@
+"""The async engine, the wait-for-database step and Alembic's env for every service with a database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000) -> AsyncEngine:
+    """An asyncpg engine whose every statement and connect attempt has a time limit."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=5,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": 5,
+            "command_timeout": statement_timeout_ms / 1000,
+            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+        },
+    )
+
+
+async def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
+    """Return once PostgreSQL accepts a query; raise after timeout_s (a service starting before it)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args={"timeout": 5})
+    try:
+        while True:
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                return
+            except Exception as exc:  # any failure to connect or query means "not ready yet"
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"database not reachable after {timeout_s:.0f}s: {exc}") from exc
+                log.info("waiting for database", extra={"error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+    finally:
+        await engine.dispose()
+
+
+def upgrade_database(url: str, *, script_location: str) -> None:
+    """Run `alembic upgrade head` for a service (script_location like `patient_service:migrations`)."""
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def run_migrations(target_metadata: MetaData | None) -> None:
+    """Body of every service's migrations/env.py: online, async, one transaction per run."""
+    config = context.config
+
+    def run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = async_engine_from_config(
+            config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+        )
+        async with engine.connect() as connection:
+            await connection.run_sync(run)
+        await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata, literal_binds=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(run_async())

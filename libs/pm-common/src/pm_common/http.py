@@ -1,0 +1,166 @@
+"""HTTP pieces every FastAPI service shares: one error shape, a body size limit, an access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 1024 * 1024
+REQUEST_ID_HEADER = "x-request-id"
+access_log = logging.getLogger("access")
+
+
+class DomainError(Exception):
+    """An error a client caused or can act on; rendered as `{"message": ...}` with status_code."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class NotFoundError(DomainError):
+    """The addressed resource does not exist."""
+
+    status_code = 404
+
+
+def field_messages(
+    exc: RequestValidationError, overrides: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, str]:
+    """Flatten body errors to `{field: message}`; overrides[field][error type] replaces pydantic's text."""
+    result: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"] if part != "body"]
+        field = ".".join(loc) or "body"
+        message = (overrides or {}).get(field, {}).get(error["type"]) or str(error["msg"])
+        result.setdefault(field, message)
+    return result
+
+
+def install_error_handlers(app: FastAPI, *, field_overrides: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """400 with a field map for invalid bodies, 400 `{"message"}` for bad JSON, DomainError as it says."""
+
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            return JSONResponse({"message": "Malformed JSON request"}, status_code=400)
+        if any(tuple(e["loc"]) == ("body",) for e in errors):
+            return JSONResponse({"message": "Request body must be a JSON object"}, status_code=400)
+        path_errors = [e for e in errors if e["loc"] and e["loc"][0] in {"path", "query"}]
+        if path_errors:
+            where = path_errors[0]["loc"]
+            return JSONResponse({"message": f"Invalid {where[0]} parameter '{where[-1]}'"}, status_code=400)
+        return JSONResponse(field_messages(exc, field_overrides), status_code=400)
+
+    async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"message": exc.message}, status_code=exc.status_code)
+
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over max_bytes with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_json(send, 413, {"message": "Request body too large"})
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, {"message": "Request body too large"})
+
+
+class AccessLogMiddleware:
+    """One JSON line per request: method, path, status, duration and request id; never bodies or queries."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        request_id = (
+            next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER.encode()), None)
+            or uuid.uuid4().hex
+        )
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
+
+
+async def _send_json(send: Send, status: int, body: Any) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,154 @@
+"""Settings pieces shared by the services: environment, server, database, Kafka and JWT key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+from enum import StrEnum
+from typing import Annotated, Any, Self, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The demo key that `make up`, docker-compose's .env.example and the tests use. Anything outside
+# dev/test mode refuses it: it is published in this repository.
+DEMO_JWT_SECRET = base64.b64encode(b"patient-management-demo-key-never-use-in-production").decode()
+
+
+class Environment(StrEnum):
+    """Where a service runs: dev and test accept demo data and the demo secret; production does not."""
+
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _check_jwt_secret(value: SecretStr) -> SecretStr:
+    try:
+        key = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be standard base64") from None
+    if len(key) < 32:
+        raise ValueError(f"must decode to at least 32 bytes (got {len(key)})")
+    return value
+
+
+JwtSecret = Annotated[SecretStr, AfterValidator(_check_jwt_secret)]
+
+
+def jwt_key(secret: SecretStr) -> bytes:
+    """The HMAC key: the decoded bytes of the base64 JWT_SECRET (as the original used it)."""
+    return base64.b64decode(secret.get_secret_value())
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every process has. Env names are upper case; the original's names are aliases."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    environment: Environment = Field(default=Environment.PRODUCTION, validation_alias="ENVIRONMENT")
+    host: str = Field(default="0.0.0.0", validation_alias="HOST")
+    port: int = Field(validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
+    workers: int = Field(default=1, validation_alias="WORKERS", ge=1, le=64)
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    @property
+    def is_dev(self) -> bool:
+        """True in dev and test mode, where demo data and the demo secret are allowed."""
+        return self.environment is not Environment.PRODUCTION
+
+
+class JwtSettings(BaseSettings):
+    """The shared HS256 key (auth-service signs with it, api-gateway verifies with it)."""
+
+    jwt_secret: JwtSecret = Field(validation_alias="JWT_SECRET", repr=False)
+
+    @model_validator(mode="after")
+    def _refuse_demo_secret_outside_dev(self) -> Self:
+        environment = getattr(self, "environment", Environment.PRODUCTION)
+        if environment is Environment.PRODUCTION and self.jwt_secret.get_secret_value() == DEMO_JWT_SECRET:
+            raise ValueError("JWT_SECRET is the published demo key; set a secret of your own in production")
+        return self
+
+
+def jdbc_to_asyncpg_url(jdbc_url: str, username: str | None, password: str | None) -> str:
+    """Turn `jdbc:postgresql://host:port/db` plus credentials into a SQLAlchemy asyncpg URL."""
+    if not jdbc_url.startswith("jdbc:postgresql://"):
+        raise ValueError("SPRING_DATASOURCE_URL must start with jdbc:postgresql://")
+    parts = urlsplit(jdbc_url.removeprefix("jdbc:"))
+    credentials = ""
+    if username:
+        credentials = quote(username, safe="")
+        if password:
+            credentials += ":" + quote(password, safe="")
+        credentials += "@"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(("postgresql+asyncpg", credentials + host, parts.path, parts.query, ""))
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+        raise ValueError("must be a postgresql:// URL")
+    return f"postgresql+asyncpg://{rest}"
+
+
+class DatabaseSettings(BaseSettings):
+    """DATABASE_URL, or the original's SPRING_DATASOURCE_URL/USERNAME/PASSWORD."""
+
+    database_url: str = Field(default="", validation_alias="DATABASE_URL", repr=False)
+    spring_datasource_url: str | None = Field(default=None, validation_alias="SPRING_DATASOURCE_URL")
+    spring_datasource_username: str | None = Field(default=None, validation_alias="SPRING_DATASOURCE_USERNAME")
+    spring_datasource_password: SecretStr | None = Field(
+        default=None, validation_alias="SPRING_DATASOURCE_PASSWORD", repr=False
+    )
+    database_pool_size: int = Field(default=10, validation_alias="DATABASE_POOL_SIZE", ge=1, le=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_database_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        url = lowered.get("database_url")
+        if url:
+            data["database_url"] = asyncpg_url(str(url))
+        elif lowered.get("spring_datasource_url"):
+            password = lowered.get("spring_datasource_password")
+            if isinstance(password, SecretStr):
+                password = password.get_secret_value()
+            data["database_url"] = jdbc_to_asyncpg_url(
+                str(lowered["spring_datasource_url"]), lowered.get("spring_datasource_username"), password
+            )
+        else:
+            raise ValueError("DATABASE_URL is required (or SPRING_DATASOURCE_URL with USERNAME/PASSWORD)")
+        return data
+
+
+class KafkaSettings(BaseSettings):
+    """Where the Kafka brokers are (KAFKA_BOOTSTRAP_SERVERS, alias SPRING_KAFKA_BOOTSTRAP_SERVERS)."""
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SPRING_KAFKA_BOOTSTRAP_SERVERS"),
+        min_length=1,
+    )
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT], service: str) -> SettingsT:
+    """Build the settings or stop the process with one line per bad setting, naming its env var."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "configuration"
+            lines.append(f"  {name}: {error['msg']}")
+        sys.stderr.write(f"{service}: refusing to start, invalid settings:\n" + "\n".join(lines) + "\n")
+        raise SystemExit(2) from None

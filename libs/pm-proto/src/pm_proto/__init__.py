@@ -1,0 +1,1 @@
+"""Protobuf and gRPC modules generated from proto/ (regenerate with `make proto`; never edit by hand)."""

@@ -1,0 +1,23 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BillingRequest(_message.Message):
+    __slots__ = ("patientId", "name", "email")
+    PATIENTID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    patientId: str
+    name: str
+    email: str
+    def __init__(self, patientId: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class BillingResponse(_message.Message):
+    __slots__ = ("accountId", "status")
+    ACCOUNTID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    accountId: str
+    status: str
+    def __init__(self, accountId: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""patient-service."""
