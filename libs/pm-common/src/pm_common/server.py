@@ -8,10 +8,11 @@ from pm_common.logging import logging_config
 from pm_common.settings import ServiceSettings
 
 
-def serve(app: str, *, settings: ServiceSettings, service: str) -> None:
-    """Serve `module:attribute` with uvloop and httptools; workers > 1 forks that many processes."""
+def serve(app_factory: str, *, settings: ServiceSettings, service: str) -> None:
+    """Serve `module:create_app` (a factory) with uvloop and httptools; workers > 1 forks that many processes."""
     uvicorn.run(
-        app,
+        app_factory,
+        factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
