@@ -72,12 +72,13 @@ def install_error_handlers(app: FastAPI, *, field_overrides: Mapping[str, Mappin
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
-    """Refuse request bodies over max_bytes with 413, by Content-Length or while streaming."""
+    """Refuse request bodies over max_bytes with 413, by Content-Length or while reading a chunked body.
+
+    A chunked body is read (up to the limit) before the app runs: frameworks turn an error raised while
+    they read the body into a 400, so the limit must be decided first. Services take at most 1 MiB, so
+    holding it is cheap; the gateway streams and counts on its own instead.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -87,33 +88,41 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None:
+            # The server (httptools/h11) has already refused a malformed Content-Length.
+            if int(length) > self.max_bytes:
                 await _send_json(send, 413, {"message": "Request body too large"})
                 return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in {"GET", "HEAD", "DELETE", "OPTIONS"}:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
                 await _send_json(send, 413, {"message": "Request body too large"})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class AccessLogMiddleware:

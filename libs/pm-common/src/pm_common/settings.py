@@ -43,10 +43,14 @@ def jwt_key(secret: SecretStr) -> bytes:
     return base64.b64decode(secret.get_secret_value())
 
 
-class ServiceSettings(BaseSettings):
-    """Settings every process has. Env names are upper case; the original's names are aliases."""
+class SettingsPiece(BaseSettings):
+    """Base of every settings piece, so that a service's class combining several has one config."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ServiceSettings(SettingsPiece):
+    """Settings every process has. Env names are upper case; the original's names are aliases."""
 
     environment: Environment = Field(default=Environment.PRODUCTION, validation_alias="ENVIRONMENT")
     host: str = Field(default="0.0.0.0", validation_alias="HOST")
@@ -60,7 +64,7 @@ class ServiceSettings(BaseSettings):
         return self.environment is not Environment.PRODUCTION
 
 
-class JwtSettings(BaseSettings):
+class JwtSettings(SettingsPiece):
     """The shared HS256 key (auth-service signs with it, api-gateway verifies with it)."""
 
     jwt_secret: JwtSecret = Field(validation_alias="JWT_SECRET", repr=False)
@@ -96,7 +100,7 @@ def asyncpg_url(url: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-class DatabaseSettings(BaseSettings):
+class DatabaseSettings(SettingsPiece):
     """DATABASE_URL, or the original's SPRING_DATASOURCE_URL/USERNAME/PASSWORD."""
 
     database_url: str = Field(default="", validation_alias="DATABASE_URL", repr=False)
@@ -113,14 +117,15 @@ class DatabaseSettings(BaseSettings):
         if not isinstance(data, dict):
             return data
         lowered = {str(k).lower(): v for k, v in data.items()}
+        data = {k: v for k, v in data.items() if str(k).lower() != "database_url"}
         url = lowered.get("database_url")
         if url:
-            data["database_url"] = asyncpg_url(str(url))
+            data["DATABASE_URL"] = asyncpg_url(str(url))
         elif lowered.get("spring_datasource_url"):
             password = lowered.get("spring_datasource_password")
             if isinstance(password, SecretStr):
                 password = password.get_secret_value()
-            data["database_url"] = jdbc_to_asyncpg_url(
+            data["DATABASE_URL"] = jdbc_to_asyncpg_url(
                 str(lowered["spring_datasource_url"]), lowered.get("spring_datasource_username"), password
             )
         else:
@@ -128,7 +133,7 @@ class DatabaseSettings(BaseSettings):
         return data
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(SettingsPiece):
     """Where the Kafka brokers are (KAFKA_BOOTSTRAP_SERVERS, alias SPRING_KAFKA_BOOTSTRAP_SERVERS)."""
 
     kafka_bootstrap_servers: str = Field(
