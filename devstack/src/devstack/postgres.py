@@ -128,8 +128,8 @@ class PostgresCluster:
         """Create database name unless it exists; return its URL."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not a plain database name: {name!r}")
-        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")  # noqa: S608 (name checked above).strip()
-        if exists != "1":
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 (name checked above)
+        if self.psql(query).strip() != "1":
             self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

@@ -14,11 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pm_common.settings import DEMO_JWT_SECRET
-
 from devstack import postgres, process
 from devstack.kafka import KafkaBroker, ensure_jars
 from devstack.services import SERVICES, Service
+from pm_common.settings import DEMO_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
 

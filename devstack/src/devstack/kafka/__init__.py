@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -137,7 +138,9 @@ class KafkaBroker:
         self.format()
         process.start(self._java("kafka.Kafka", str(self.config_file)), pid_file=self.pid_file, log_file=self.log_file)
         process.wait_port(self.port, timeout_s=timeout_s, pid_file=self.pid_file)
-        asyncio.run(create_topics(self.bootstrap, timeout_s=timeout_s))
+        # In a thread of its own, so that start() also works where an event loop already runs (async tests).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, create_topics(self.bootstrap, timeout_s=timeout_s)).result()
 
     def stop(self) -> None:
         """Stop the broker by pid (controlled shutdown on SIGTERM)."""
