@@ -45,5 +45,8 @@ typecheck: install ## mypy (strict) on every package's src/
 proto: install ## Regenerate libs/pm-proto from proto/*.proto
 	$(UV) run --no-sync python libs/pm-proto/generate.py
 
+bench: install ## Benchmarks against the running `make up` stack (wrk; see bench/README.md)
+	$(UV) run --no-sync python bench/bench.py $(BENCH_ARGS)
+
 test: lint typecheck ## Lint, types, every package's tests and the integration suite (its own stack on free ports)
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
