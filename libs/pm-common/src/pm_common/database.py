@@ -85,3 +85,13 @@ def run_migrations(target_metadata: MetaData | None) -> None:
             context.run_migrations()
     else:
         asyncio.run(run_async())
+
+
+async def database_answers(engine: AsyncEngine, *, timeout_s: float = 2.0) -> bool:
+    """True when PostgreSQL answers `SELECT 1` within timeout_s (the check behind every /health)."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:  # refused, timed out, bad credentials: all mean "cannot serve now"
+        return False
+    return True
