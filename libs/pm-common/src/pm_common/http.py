@@ -12,6 +12,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -68,8 +69,13 @@ def install_error_handlers(app: FastAPI, *, field_overrides: Mapping[str, Mappin
     async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse({"message": exc.message}, status_code=exc.status_code)
 
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404 for unknown paths, 405 for wrong methods: the same {"message"} shape as everything else.
+        return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
 
 
 class BodySizeLimitMiddleware:

@@ -1,0 +1,55 @@
+"""api-gateway settings: server, the shared JWT key, upstream URLs and per-route timeouts."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+
+from pm_common.settings import JwtSettings, ServiceSettings
+
+
+class Settings(ServiceSettings, JwtSettings):
+    """Everything api-gateway reads from the environment (see NOTES.md for the names)."""
+
+    port: int = Field(default=4004, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
+
+    auth_service_url: str = Field(default="http://localhost:4005", validation_alias="AUTH_SERVICE_URL")
+    patient_service_url: str = Field(default="http://localhost:4000", validation_alias="PATIENT_SERVICE_URL")
+    analytics_service_url: str = Field(default="http://localhost:4002", validation_alias="ANALYTICS_SERVICE_URL")
+
+    # Timeouts for every upstream call (seconds). connect: TCP connect of a new connection; pool: wait
+    # for a free pooled connection; read: the longest silence between two reads of the response.
+    upstream_connect_timeout_seconds: float = Field(
+        default=2.0, validation_alias="UPSTREAM_CONNECT_TIMEOUT_SECONDS", gt=0, le=60
+    )
+    upstream_pool_timeout_seconds: float = Field(
+        default=2.0, validation_alias="UPSTREAM_POOL_TIMEOUT_SECONDS", gt=0, le=60
+    )
+    upstream_read_timeout_seconds: float = Field(
+        default=10.0, validation_alias="UPSTREAM_READ_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    # Per-route read timeouts; unset means UPSTREAM_READ_TIMEOUT_SECONDS.
+    auth_read_timeout_seconds: float | None = Field(
+        default=None, validation_alias="AUTH_READ_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    patient_read_timeout_seconds: float | None = Field(
+        default=None, validation_alias="PATIENT_READ_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    analytics_read_timeout_seconds: float | None = Field(
+        default=None, validation_alias="ANALYTICS_READ_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    # Connection pool to all upstreams together; idle connections are closed before uvicorn's 5 s
+    # keep-alive would close them under us.
+    upstream_pool_size: int = Field(default=100, validation_alias="UPSTREAM_POOL_SIZE", ge=1, le=10_000)
+    upstream_keepalive_seconds: float = Field(default=4.0, validation_alias="UPSTREAM_KEEPALIVE_SECONDS", gt=0, le=300)
+    readiness_timeout_seconds: float = Field(default=2.0, validation_alias="READINESS_TIMEOUT_SECONDS", gt=0, le=60)
+
+    @field_validator("auth_service_url", "patient_service_url", "analytics_service_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or not value.split("://", 1)[1].strip("/"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def read_timeout(self, per_route: float | None) -> float:
+        """A route's read timeout: its own setting, else the default."""
+        return self.upstream_read_timeout_seconds if per_route is None else per_route

@@ -1,0 +1,165 @@
+"""Header hygiene between client and upstream: hop-by-hop, identity, forwarding and request ids."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+from api_gateway.tokens import Identity, header_value
+
+RawHeaders = Iterable[tuple[bytes, bytes]]
+
+# RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the gateway itself; a client-sent value is never trusted (the gateway is the edge).
+_GATEWAY_SET = frozenset(
+    {
+        b"host",
+        b"expect",
+        b"x-request-id",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-real-ip",
+    }
+)
+# Identity headers of this and other common gateways (oauth2-proxy, Kong, Apache, Traefik plugins).
+_IDENTITY_PREFIXES = (
+    b"x-user-",
+    b"x-forwarded-user",
+    b"x-forwarded-email",
+    b"x-forwarded-groups",
+    b"x-forwarded-preferred-username",
+    b"x-forwarded-access-token",
+    b"x-auth-request-",
+    b"x-authenticated-",
+    b"x-remote-",
+    b"remote-user",
+    b"x-consumer-",
+)
+# uvicorn adds its own Date; passing the upstream's would duplicate it.
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"x-request-id"}
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def request_id_from(headers: RawHeaders) -> str:
+    """The client's X-Request-ID if it is a sane token (<= 128 of [A-Za-z0-9._-]), else a new one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+def connection_listed(headers: RawHeaders) -> frozenset[bytes]:
+    """Header names listed in Connection (hop-by-hop for this connection only)."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            names.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    return frozenset(names)
+
+
+def is_identity_header(name: bytes) -> bool:
+    """True for headers that claim who the caller is; only the gateway may set those."""
+    return name.startswith(_IDENTITY_PREFIXES)
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def upstream_request_headers(
+    headers: RawHeaders,
+    *,
+    identity: Identity | None,
+    request_id: str,
+    client_host: str | None,
+    scheme: str,
+) -> list[tuple[str, str]]:
+    """What the upstream receives: the client's end-to-end headers plus the gateway's own.
+
+    Dropped: hop-by-hop headers and those named in Connection, client-sent identity and forwarding
+    headers, Host (the upstream's is set by the client library). Added: X-Request-ID,
+    X-Forwarded-For/Proto/Host and, on JWT routes, X-User-Email and X-User-Role from the token.
+    Authorization is kept: upstreams may verify the token again.
+    """
+    headers = list(headers)
+    dropped = connection_listed(headers)
+    result: list[tuple[str, str]] = []
+    host: bytes | None = None
+    for name, value in headers:
+        if name == b"host":
+            host = value
+        if name in HOP_BY_HOP or name in _GATEWAY_SET or name in dropped or is_identity_header(name):
+            continue
+        result.append((name.decode("latin-1"), _text(value)))
+    result.append(("x-request-id", request_id))
+    if client_host:
+        result.append(("x-forwarded-for", client_host))
+    result.append(("x-forwarded-proto", scheme))
+    if host is not None:
+        result.append(("x-forwarded-host", _text(host)))
+    if identity is not None:
+        result.append(("x-user-email", header_value(identity.email)))
+        if identity.role is not None:
+            result.append(("x-user-role", header_value(identity.role)))
+    return result
+
+
+def client_response_headers(
+    raw_headers: RawHeaders,
+    *,
+    request_id: bytes,
+    upstream_origin: bytes,
+    upstream_prefix: bytes,
+    public_prefix: bytes,
+) -> list[tuple[bytes, bytes]]:
+    """What the client receives: the upstream's end-to-end headers, our X-Request-ID, public Locations."""
+    raw_headers = list(raw_headers)
+    dropped = connection_listed(raw_headers)
+    result: list[tuple[bytes, bytes]] = []
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower in _RESPONSE_DROP or lower in dropped:
+            continue
+        if lower == b"location":
+            value = public_location(
+                value, upstream_origin=upstream_origin, upstream_prefix=upstream_prefix, public_prefix=public_prefix
+            )
+        result.append((lower, value))
+    result.append((b"x-request-id", request_id))
+    return result
+
+
+def public_location(value: bytes, *, upstream_origin: bytes, upstream_prefix: bytes, public_prefix: bytes) -> bytes:
+    """Map a redirect into the upstream (`http://patient:4000/patients/x`) to the public path (`/api/patients/x`)."""
+    path = value
+    if value.startswith(upstream_origin + b"/"):
+        path = value[len(upstream_origin) :]
+    elif not value.startswith(b"/") or value.startswith(b"//"):
+        return value  # another host, or a relative reference: not ours to rewrite
+    if path == upstream_prefix or path.startswith(upstream_prefix + b"/") or path.startswith(upstream_prefix + b"?"):
+        return public_prefix + path[len(upstream_prefix) :]
+    return value

@@ -1,0 +1,55 @@
+"""The one pooled HTTP client to every upstream, made in the lifespan."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from api_gateway.config import Settings
+
+# aiohttp would add these on its own; a proxy forwards the client's (or none).
+_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class Upstreams:
+    """Holds the aiohttp session; `start` and `close` are called by the app's lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The running session (only between start and close)."""
+        if self._session is None:
+            raise RuntimeError("the upstream session is not started (lifespan not run)")
+        return self._session
+
+    async def start(self) -> None:
+        """Create the session inside the running loop."""
+        settings = self._settings
+        connector = aiohttp.TCPConnector(
+            limit=settings.upstream_pool_size,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=settings.upstream_keepalive_seconds,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # Shared by all clients: never keep cookies, never decompress (bodies pass through as sent).
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream_pool_timeout_seconds + settings.upstream_connect_timeout_seconds,
+                sock_connect=settings.upstream_connect_timeout_seconds,
+                sock_read=settings.upstream_read_timeout_seconds,
+            ),
+        )
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

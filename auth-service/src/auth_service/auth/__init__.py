@@ -1,0 +1,1 @@
+"""Users, password hashes and tokens."""

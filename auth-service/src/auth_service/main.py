@@ -1,0 +1,50 @@
+"""The FastAPI application of auth-service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from auth_service import health
+from auth_service.auth import views
+from auth_service.auth.passwords import Passwords
+from auth_service.auth.schemas import FIELD_MESSAGES
+from auth_service.auth.tokens import Tokens
+from auth_service.config import Settings
+from pm_common.database import create_engine
+from pm_common.http import AccessLogMiddleware, BodySizeLimitMiddleware, install_error_handlers
+from pm_common.settings import jwt_key, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the engine and the password hasher are made in the lifespan."""
+    settings = settings or load_settings(Settings, "auth-service")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.engine = engine
+        # Making the dummy hash costs one argon2 hash: do it off the loop.
+        app.state.passwords = await asyncio.to_thread(Passwords)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="auth-service",
+        version="1.0.0",
+        description="Login with email and password; issues and validates HS256 JWTs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = Tokens(key=jwt_key(settings.jwt_secret), lifetime_seconds=settings.jwt_lifetime_seconds)
+    install_error_handlers(app, field_overrides=FIELD_MESSAGES)
+    app.include_router(views.router)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(AccessLogMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Alembic migrations of auth-service (script_location `auth_service:migrations`)."""
