@@ -23,6 +23,7 @@ def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 
         max_overflow=0,
         pool_timeout=5,
         pool_pre_ping=True,
+        hide_parameters=True,  # exception texts never carry bound values (patient data) into logs
         connect_args={
             "timeout": 5,
             "command_timeout": statement_timeout_ms / 1000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -12,12 +13,22 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("access")
+log = logging.getLogger(__name__)
+# Raised when PostgreSQL is unreachable or too slow: the service cannot serve now (503), the client did nothing wrong.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 class DomainError(Exception):
@@ -51,8 +62,18 @@ def field_messages(
     return result
 
 
-def install_error_handlers(app: FastAPI, *, field_overrides: Mapping[str, Mapping[str, str]] | None = None) -> None:
-    """400 with a field map for invalid bodies, 400 `{"message"}` for bad JSON, DomainError as it says."""
+def install_error_handlers(
+    app: FastAPI,
+    *,
+    field_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    invalid_path_message: str | None = None,
+) -> None:
+    """Map every error to the one shape: `{"message"}`, or `{field: message}` for invalid bodies.
+
+    400 for bad JSON, bad bodies and bad path/query parameters; DomainError as it says; 404/405 from
+    routing; 503 while the database is unreachable; anything unexpected a logged 500 (never a stack
+    trace or request data in the answer).
+    """
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -63,19 +84,40 @@ def install_error_handlers(app: FastAPI, *, field_overrides: Mapping[str, Mappin
         path_errors = [e for e in errors if e["loc"] and e["loc"][0] in {"path", "query"}]
         if path_errors:
             where = path_errors[0]["loc"]
-            return JSONResponse({"message": f"Invalid {where[0]} parameter '{where[-1]}'"}, status_code=400)
+            message = invalid_path_message if where[0] == "path" and invalid_path_message else None
+            return JSONResponse({"message": message or f"Invalid {where[0]} parameter '{where[-1]}'"}, status_code=400)
         return JSONResponse(field_messages(exc, field_overrides), status_code=400)
 
     async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse({"message": exc.message}, status_code=exc.status_code)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # 404 for unknown paths, 405 for wrong methods: the same {"message"} shape as everything else.
-        return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        # Routing's 404/405, and the 400 FastAPI raises itself for a body that is not UTF-8 or nests too deeply.
+        message = "Malformed JSON request" if exc.status_code == 400 else str(exc.detail)
+        return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
+        return JSONResponse({"message": "Service temporarily unavailable"}, status_code=503)
+
+    async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # The frames, not the message: an exception's text may quote request data.
+        log.error(
+            "unhandled error",
+            extra={
+                "error": type(exc).__name__,
+                "path": request.url.path,
+                "frames": traceback.format_tb(exc.__traceback__),
+            },
+        )
+        return JSONResponse({"message": "Internal server error"}, status_code=500)
 
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_database_unavailable)
+    app.add_exception_handler(Exception, on_unexpected_error)
 
 
 class BodySizeLimitMiddleware:

@@ -1,0 +1,1 @@
+"""Alembic migrations of patient-service (run by `patient-service` before it serves)."""

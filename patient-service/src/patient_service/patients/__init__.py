@@ -1,0 +1,1 @@
+"""Patient records: table, wire schemas, service functions and the HTTP router."""

@@ -1,0 +1,140 @@
+"""Patient operations: reads on SQLAlchemy Core, writes that commit the change and its outbox rows together."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from patient_service.outbox.events import EventType, billing_request_row, patient_event_row
+from patient_service.outbox.models import outbox
+from patient_service.patients.models import EMAIL_UNIQUE_INDEX, patients
+from patient_service.patients.schemas import PatientCreate, PatientUpdate, to_wire, utc_today
+from pm_common.http import DomainError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+EMAIL_TAKEN = "Email address already exists"
+NOT_FOUND = "Patient not found"
+
+
+def _email_taken() -> DomainError:
+    return DomainError(EMAIL_TAKEN)
+
+
+def _is_email_conflict(exc: IntegrityError) -> bool:
+    """True when the unique index on lower(email) refused the row (asyncpg's UniqueViolationError)."""
+    cause = getattr(exc.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None) == EMAIL_UNIQUE_INDEX
+
+
+async def list_patients(
+    connection: AsyncConnection, *, page: int | None = None, size: int | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """Patients ordered by (registered_date, id), all of them or one page; plus the total count."""
+    query = select(patients).order_by(patients.c.registered_date, patients.c.id)
+    if page is None and size is None:
+        rows = (await connection.execute(query)).mappings().all()
+        return [to_wire(row) for row in rows], len(rows)
+    limit = size or 100
+    query = query.limit(limit).offset((page or 0) * limit)
+    rows = (await connection.execute(query)).mappings().all()
+    total = (await connection.execute(select(func.count()).select_from(patients))).scalar_one()
+    return [to_wire(row) for row in rows], int(total)
+
+
+async def get_patient(connection: AsyncConnection, *, patient_id: uuid.UUID) -> dict[str, str]:
+    """One patient by id, or NotFoundError."""
+    row = (await connection.execute(select(patients).where(patients.c.id == patient_id))).mappings().first()
+    if row is None:
+        raise NotFoundError(NOT_FOUND)
+    return to_wire(row)
+
+
+async def create_patient(engine: AsyncEngine, *, data: PatientCreate) -> dict[str, str]:
+    """Insert the patient, its PATIENT_CREATED event and its billing-account request in one transaction."""
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": data.name,
+        "email": data.email,
+        "address": data.address,
+        "date_of_birth": data.date_of_birth,
+        "registered_date": data.registered_date or utc_today(),
+    }
+    # ON CONFLICT on the lower(email) index: a taken email is an ordinary outcome, also under races.
+    statement = (
+        insert(patients)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[func.lower(patients.c.email)])
+        .returning(*patients.c)
+    )
+    async with engine.begin() as connection:
+        row = (await connection.execute(statement)).mappings().first()
+        if row is None:
+            raise _email_taken()
+        await connection.execute(
+            outbox.insert().values(
+                [
+                    patient_event_row(event_type=EventType.PATIENT_CREATED, patient=row, occurred_at=row["created_at"]),
+                    billing_request_row(patient=row),
+                ]
+            )
+        )
+    log.info("patient created", extra={"patient_id": str(row["id"])})
+    return to_wire(row)
+
+
+async def update_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, data: PatientUpdate) -> dict[str, str]:
+    """Replace a patient's fields (not registeredDate) and queue PATIENT_UPDATED, in one transaction."""
+    statement = (
+        update(patients)
+        .where(patients.c.id == patient_id)
+        .values(
+            name=data.name,
+            email=data.email,
+            address=data.address,
+            date_of_birth=data.date_of_birth,
+            updated_at=func.now(),
+        )
+        .returning(*patients.c)
+    )
+    try:
+        async with engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+            if row is None:
+                raise NotFoundError(NOT_FOUND)
+            await connection.execute(
+                outbox.insert().values(
+                    patient_event_row(event_type=EventType.PATIENT_UPDATED, patient=row, occurred_at=row["updated_at"])
+                )
+            )
+    except IntegrityError as exc:
+        if _is_email_conflict(exc):
+            raise _email_taken() from None
+        raise
+    log.info("patient updated", extra={"patient_id": str(patient_id)})
+    return to_wire(row)
+
+
+async def delete_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> None:
+    """Delete a patient and queue PATIENT_DELETED (with the last known name and email), in one transaction."""
+    statement = (
+        delete(patients)
+        .where(patients.c.id == patient_id)
+        .returning(patients.c.id, patients.c.name, patients.c.email, func.now().label("occurred_at"))
+    )
+    async with engine.begin() as connection:
+        row = (await connection.execute(statement)).mappings().first()
+        if row is None:
+            raise NotFoundError(NOT_FOUND)
+        await connection.execute(
+            outbox.insert().values(
+                patient_event_row(event_type=EventType.PATIENT_DELETED, patient=row, occurred_at=row["occurred_at"])
+            )
+        )
+    log.info("patient deleted", extra={"patient_id": str(patient_id)})
