@@ -1,0 +1,34 @@
+"""analytics-service settings: HTTP port, database, Kafka topics/group and consumer tuning."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from pm_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+
+
+class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
+    """Env: PORT (4002), DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID, ..."""
+
+    # The original listened on 8080 by mistake; the contract says 4002.
+    port: int = Field(default=4002, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
+    kafka_topic: str = Field(default="patient", validation_alias="KAFKA_TOPIC", min_length=1)
+    kafka_dlt_topic: str = Field(default="patient.DLT", validation_alias="KAFKA_DLT_TOPIC", min_length=1)
+    kafka_group_id: str = Field(
+        default="analytics-service",
+        validation_alias=AliasChoices("KAFKA_GROUP_ID", "SPRING_KAFKA_CONSUMER_GROUP_ID"),
+        min_length=1,
+    )
+    consumer_batch_size: int = Field(default=500, validation_alias="CONSUMER_BATCH_SIZE", ge=1, le=5000)
+    consumer_poll_timeout_ms: int = Field(default=1000, validation_alias="CONSUMER_POLL_TIMEOUT_MS", ge=10)
+    # /health reports the consumer DOWN when its loop has not polled for this long (aio-libs/aiokafka#1037).
+    consumer_max_poll_age_s: float = Field(default=30.0, validation_alias="CONSUMER_MAX_POLL_AGE_S", gt=0)
+    # While Kafka has not been reached since start, /health stays UP for this long.
+    consumer_start_grace_s: float = Field(default=60.0, validation_alias="CONSUMER_START_GRACE_S", ge=0)
+    consumer_max_poll_interval_ms: int = Field(
+        default=300_000, validation_alias="CONSUMER_MAX_POLL_INTERVAL_MS", ge=10_000
+    )
+    consumer_session_timeout_ms: int = Field(default=30_000, validation_alias="CONSUMER_SESSION_TIMEOUT_MS", ge=6_000)
+    # Upper bound of the backoff between retries of a batch that could not be stored.
+    consumer_retry_max_delay_s: float = Field(default=10.0, validation_alias="CONSUMER_RETRY_MAX_DELAY_S", gt=0)
+    statement_timeout_ms: int = Field(default=10_000, validation_alias="DATABASE_STATEMENT_TIMEOUT_MS", ge=100)

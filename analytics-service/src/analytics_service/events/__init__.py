@@ -1,0 +1,1 @@
+"""Patient events: parsing Kafka records, counting each event once, serving the summary."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of analytics-service (run by __main__ before serving)."""

@@ -1,0 +1,1 @@
+"""Billing accounts: one per patient, created on request and returned unchanged on repeats."""

@@ -1,0 +1,97 @@
+"""The BillingService gRPC servicer: a thin layer that maps outcomes to status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing_service.accounts.service import Account, InvalidAccountRequestError, get_or_create_account
+from pm_proto import billing_service_pb2, billing_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[billing_service_pb2.BillingRequest, billing_service_pb2.BillingResponse]
+
+# SQLSTATE classes that mean "the database cannot serve right now": connection exception, transaction
+# rollback (serialization failure, deadlock), insufficient resources, operator intervention (query canceled
+# by statement_timeout, admin shutdown, cannot connect now).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True for failures a retry may cure: no connection, pool exhausted, statement timeout, shutdown."""
+    if isinstance(error, OSError | sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    # Driver errors raised while connecting arrive unwrapped; both kinds carry the SQLSTATE.
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    sqlstate = getattr(original, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+class DeadlineExceededError(Exception):
+    """The caller's deadline passed before the account could be read or written."""
+
+
+class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
+    """`/BillingService/CreateBillingAccount`: idempotent per patientId."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._work: set[asyncio.Task[Account]] = set()
+
+    async def CreateBillingAccount(
+        self, request: billing_service_pb2.BillingRequest, context: Context
+    ) -> billing_service_pb2.BillingResponse:
+        """Return the patient's account (created on the first call); INVALID_ARGUMENT for a bad request."""
+        # grpc.aio cancels a handler abruptly at the deadline, which can hand a connection back to the pool
+        # while PostgreSQL still runs (and waits on locks for) its statement. The database work therefore
+        # runs in its own task, shielded, under the same deadline, and cancels its statement cleanly.
+        work = asyncio.create_task(self._create(request, timeout_s=context.time_remaining()))
+        self._work.add(work)
+        work.add_done_callback(self._finished)
+        try:
+            account = await asyncio.shield(work)
+        except InvalidAccountRequestError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except DeadlineExceededError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        except Exception as error:
+            if database_unavailable(error):
+                log.warning("database unavailable", extra={"error": type(error).__name__})
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "billing database unavailable, retry later")
+            # A statement error's text carries the bound parameters (name, email): log its type, never its text.
+            log.error(
+                "CreateBillingAccount failed",
+                extra={"error": type(error).__name__},
+                exc_info=not isinstance(error, sa_exc.StatementError),
+            )
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
+
+    async def _create(self, request: billing_service_pb2.BillingRequest, *, timeout_s: float | None) -> Account:
+        deadline = asyncio.timeout(timeout_s)  # None (the caller sent no deadline) means no limit
+        try:
+            async with deadline:
+                return await get_or_create_account(
+                    self._engine, patient_id=request.patientId, name=request.name, email=request.email
+                )
+        except TimeoutError:
+            if deadline.expired():
+                raise DeadlineExceededError from None
+            raise
+
+    def _finished(self, work: asyncio.Task[Account]) -> None:
+        self._work.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved here too, for work whose caller was gone before it ended
+
+    async def drain(self) -> None:
+        """Wait for database work still running for calls that were cancelled (each ends by its deadline)."""
+        if self._work:
+            await asyncio.gather(*self._work, return_exceptions=True)

@@ -1,0 +1,76 @@
+"""Creating billing accounts: validation and the idempotent get-or-create."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing_service.accounts.models import EMAIL_MAX, NAME_MAX, PATIENT_ID_MAX, BillingAccount
+
+log = logging.getLogger(__name__)
+
+STATUS_ACTIVE = "ACTIVE"
+
+
+class InvalidAccountRequestError(ValueError):
+    """The request cannot be served as sent (the caller must change it; retrying will not help)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """What a caller learns about an account; created is False when an earlier call made it."""
+
+    account_id: str
+    status: str
+    created: bool
+
+
+def _check_text(field: str, value: str, *, max_length: int) -> None:
+    if len(value) > max_length:
+        raise InvalidAccountRequestError(f"{field} must be at most {max_length} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver
+        raise InvalidAccountRequestError(f"{field} must not contain NUL characters")
+
+
+def validate_request(*, patient_id: str, name: str, email: str) -> None:
+    """Raise InvalidAccountRequestError naming the first field that cannot be stored."""
+    if not patient_id.strip():
+        raise InvalidAccountRequestError("patientId is required")
+    _check_text("patientId", patient_id, max_length=PATIENT_ID_MAX)
+    _check_text("name", name, max_length=NAME_MAX)
+    _check_text("email", email, max_length=EMAIL_MAX)
+
+
+def new_account_id() -> str:
+    """A fresh, globally unique account id (random UUID: no coordination between replicas needed)."""
+    return str(uuid.uuid4())
+
+
+async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: str, email: str) -> Account:
+    """Return the patient's account, creating it on the first call; safe under concurrent and repeated calls."""
+    validate_request(patient_id=patient_id, name=name, email=email)
+    insert_new = (
+        insert(BillingAccount)
+        .values(patient_id=patient_id, account_id=new_account_id(), status=STATUS_ACTIVE, name=name, email=email)
+        .on_conflict_do_nothing(index_elements=[BillingAccount.patient_id])
+        .returning(BillingAccount.account_id, BillingAccount.status)
+    )
+    async with engine.begin() as connection:
+        row = (await connection.execute(insert_new)).one_or_none()
+        if row is not None:
+            log.info("billing account created", extra={"patient_id": patient_id, "account_id": row.account_id})
+            return Account(account_id=row.account_id, status=row.status, created=True)
+        # A conflicting insert waits for the other transaction, so under READ COMMITTED this new statement
+        # sees the committed row, also when both calls raced.
+        existing = (
+            await connection.execute(
+                select(BillingAccount.account_id, BillingAccount.status).where(BillingAccount.patient_id == patient_id)
+            )
+        ).one()
+    log.info("billing account exists", extra={"patient_id": patient_id, "account_id": existing.account_id})
+    return Account(account_id=existing.account_id, status=existing.status, created=False)

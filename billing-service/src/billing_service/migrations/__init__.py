@@ -1,0 +1,1 @@
+"""Alembic migrations of billing-service (run by __main__ before serving)."""
