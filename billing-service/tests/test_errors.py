@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from billing_service.accounts.rpc import database_unavailable
+from pm_common.database import database_unavailable
 
 
 class _DriverError(Exception):

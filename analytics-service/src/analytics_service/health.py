@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from analytics_service.deps import ConsumerDep, EngineDep
+from pm_common.database import database_answers
 
 router = APIRouter(tags=["health"])
 
 Status = Literal["UP", "DOWN"]
-DATABASE_CHECK_TIMEOUT_S = 2.0
 
 
 class ConsumerDetails(BaseModel):
@@ -37,16 +34,6 @@ class Health(BaseModel):
     status: Status
     checks: dict[str, Status] = Field(examples=[{"database": "UP", "kafka-consumer": "UP"}])
     consumer: ConsumerDetails
-
-
-async def database_answers(engine: AsyncEngine) -> bool:
-    """True when PostgreSQL answers `SELECT 1` in time."""
-    try:
-        async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception:  # any failure means "cannot serve now"
-        return False
-    return True
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Cannot serve"}})

@@ -12,7 +12,7 @@ from analytics_service.consumer import EventConsumer
 from analytics_service.events.views import router as events_router
 from analytics_service.health import router as health_router
 from pm_common.database import create_engine
-from pm_common.http import AccessLogMiddleware, BodySizeLimitMiddleware, install_error_handlers
+from pm_common.http import install_http_basics
 from pm_common.settings import load_settings
 
 SERVICE = "analytics-service"
@@ -49,9 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    install_http_basics(app)
     app.include_router(events_router)
     app.include_router(health_router)
     return app

@@ -15,7 +15,7 @@ from auth_service.auth.schemas import FIELD_MESSAGES
 from auth_service.auth.tokens import Tokens
 from auth_service.config import Settings
 from pm_common.database import create_engine
-from pm_common.http import AccessLogMiddleware, BodySizeLimitMiddleware, install_error_handlers
+from pm_common.http import install_http_basics
 from pm_common.settings import jwt_key, load_settings
 
 
@@ -42,9 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = Tokens(key=jwt_key(settings.jwt_secret), lifetime_seconds=settings.jwt_lifetime_seconds)
-    install_error_handlers(app, field_overrides=FIELD_MESSAGES)
+    install_http_basics(app, field_overrides=FIELD_MESSAGES)
     app.include_router(views.router)
     app.include_router(health.router)
-    app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(AccessLogMiddleware)
     return app

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from billing_service.config import Settings
-from pm_common.database import upgrade_database, wait_for_database
+from pm_common.database import prepare_database
 from pm_common.logging import configure_logging
 from pm_common.server import serve
 from pm_common.settings import load_settings
@@ -17,8 +15,7 @@ def main() -> None:
     """Prestart (database reachable, schema at head) and run uvicorn; the gRPC server lives in the lifespan."""
     settings = load_settings(Settings, SERVICE)
     configure_logging(SERVICE, settings.log_level)
-    asyncio.run(wait_for_database(settings.database_url))
-    upgrade_database(settings.database_url, script_location="billing_service:migrations")
+    prepare_database(settings.database_url, migrations="billing_service:migrations")
     serve("billing_service.main:create_app", settings=settings, service=SERVICE)
 
 

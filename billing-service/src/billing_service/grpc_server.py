@@ -14,29 +14,17 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # = grpc_health.v1.health.aio, which grpc-stubs lacks
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_service.accounts.rpc import BillingServicer
+from pm_common.database import database_answers
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 BILLING_SERVICE_NAME: str = billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-DATABASE_CHECK_TIMEOUT_S = 2.0
 MAX_MESSAGE_BYTES = 1024 * 1024
-
-
-async def database_answers(engine: AsyncEngine) -> bool:
-    """True when PostgreSQL answers `SELECT 1` within DATABASE_CHECK_TIMEOUT_S."""
-    try:
-        async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as error:  # any failure means "cannot serve now"
-        log.debug("database check failed", extra={"error": type(error).__name__})
-        return False
-    return True
 
 
 def listen_address(host: str, port: int) -> str:

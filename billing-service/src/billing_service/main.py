@@ -11,7 +11,7 @@ from billing_service.config import Settings
 from billing_service.grpc_server import GrpcServer
 from billing_service.health import router as health_router
 from pm_common.database import create_engine
-from pm_common.http import AccessLogMiddleware, BodySizeLimitMiddleware, install_error_handlers
+from pm_common.http import install_http_basics
 from pm_common.settings import load_settings
 
 SERVICE = "billing-service"
@@ -55,8 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    install_http_basics(app)
     app.include_router(health_router)
     return app

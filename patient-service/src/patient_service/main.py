@@ -18,7 +18,7 @@ from patient_service.outbox.relay import OutboxRelay, OutboxSignal
 from patient_service.patients import views as patient_views
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
 from pm_common.database import create_engine
-from pm_common.http import AccessLogMiddleware, BodySizeLimitMiddleware, install_error_handlers
+from pm_common.http import install_http_basics
 from pm_common.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(patient_views.router)
     app.include_router(health.router)
-    install_error_handlers(app, field_overrides=MISSING_FIELD_MESSAGES, invalid_path_message="Invalid patient id")
-    app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    install_http_basics(app, field_overrides=MISSING_FIELD_MESSAGES, invalid_path_message="Invalid patient id")
 
     @app.get("/v3/api-docs", include_in_schema=False)
     async def openapi_at_original_path() -> JSONResponse:

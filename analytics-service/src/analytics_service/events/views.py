@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy.exc import SQLAlchemyError
 
 from analytics_service.deps import EngineDep
 from analytics_service.events import service
 from analytics_service.events.schemas import SummaryResponse
-from pm_common.http import DomainError
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
@@ -20,14 +18,7 @@ router = APIRouter(prefix="/analytics", tags=["analytics"])
 )
 async def get_summary(engine: EngineDep) -> SummaryResponse:
     """What the consumer has counted so far, read from this service's own database."""
-    try:
-        result = await service.summary(engine)
-    except Exception as error:
-        # Driver errors raised while connecting (server starting, too many connections) arrive
-        # unwrapped; like SQLAlchemy's and socket errors they mean "cannot answer now", not a bug here.
-        if isinstance(error, OSError | SQLAlchemyError) or hasattr(error, "sqlstate"):
-            raise DomainError("Analytics database unavailable", status_code=503) from error
-        raise
+    result = await service.summary(engine)  # database unavailable: 503 (pm_common's error handlers)
     return SummaryResponse(
         total_events=result.total_events,
         events_by_type=result.events_by_type,

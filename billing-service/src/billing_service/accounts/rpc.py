@@ -10,28 +10,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_service.accounts.service import Account, InvalidAccountRequestError, get_or_create_account
+from pm_common.database import database_unavailable
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[billing_service_pb2.BillingRequest, billing_service_pb2.BillingResponse]
-
-# SQLSTATE classes that mean "the database cannot serve right now": connection exception, transaction
-# rollback (serialization failure, deadlock), insufficient resources, operator intervention (query canceled
-# by statement_timeout, admin shutdown, cannot connect now).
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """True for failures a retry may cure: no connection, pool exhausted, statement timeout, shutdown."""
-    if isinstance(error, OSError | sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    # Driver errors raised while connecting arrive unwrapped; both kinds carry the SQLSTATE.
-    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
-    sqlstate = getattr(original, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 class DeadlineExceededError(Exception):

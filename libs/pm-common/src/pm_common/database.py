@@ -5,14 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
 
 log = logging.getLogger(__name__)
+
+# SQLSTATE classes that mean "the database cannot serve right now": connection exception, transaction
+# rollback (serialization failure, deadlock), insufficient resources, operator intervention (query canceled
+# by statement_timeout, admin shutdown, cannot connect now).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True for failures a retry may cure: no connection, pool exhausted, statement timeout, shutdown."""
+    if isinstance(
+        error, OSError | TimeoutError | sa_exc.TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    # Driver errors raised while connecting arrive unwrapped; both kinds carry the SQLSTATE.
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    sqlstate = getattr(original, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000) -> AsyncEngine:
@@ -59,6 +80,24 @@ def upgrade_database(url: str, *, script_location: str) -> None:
     config.set_main_option("script_location", script_location)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+def prepare_database(
+    url: str, *, migrations: str, seed: Callable[[AsyncEngine], Awaitable[object]] | None = None
+) -> None:
+    """Once per start, before uvicorn forks its workers: wait for PostgreSQL, migrate to head, then seed."""
+    asyncio.run(wait_for_database(url))
+    upgrade_database(url, script_location=migrations)
+    if seed is not None:
+        asyncio.run(_seed(url, seed))
+
+
+async def _seed(url: str, seed: Callable[[AsyncEngine], Awaitable[object]]) -> None:
+    engine = create_engine(url, pool_size=1)
+    try:
+        await seed(engine)
+    finally:
+        await engine.dispose()
 
 
 def run_migrations(target_metadata: MetaData | None) -> None:

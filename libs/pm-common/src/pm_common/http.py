@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,18 +18,15 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pm_common.database import database_unavailable
+
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("access")
 log = logging.getLogger(__name__)
-# Raised when PostgreSQL is unreachable or too slow: the service cannot serve now (503), the client did nothing wrong.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
-    OSError,
-    TimeoutError,
-)
+# What the database layer raises. Those database_unavailable() recognises are a 503 (the client did nothing
+# wrong and may retry); the rest a logged 500.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError, TimeoutError)
 
 
 class DomainError(Exception):
@@ -96,7 +94,9 @@ def install_error_handlers(
         message = "Malformed JSON request" if exc.status_code == 400 else str(exc.detail)
         return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
 
-    async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await on_unexpected_error(request, exc)
         log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
         return JSONResponse({"message": "Service temporarily unavailable"}, status_code=503)
 
@@ -115,9 +115,21 @@ def install_error_handlers(
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
-    for unavailable in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(unavailable, on_database_unavailable)
+    for error_type in DATABASE_ERRORS:
+        app.add_exception_handler(error_type, on_database_error)
     app.add_exception_handler(Exception, on_unexpected_error)
+
+
+def install_http_basics(
+    app: FastAPI,
+    *,
+    field_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    invalid_path_message: str | None = None,
+) -> None:
+    """What every service's FastAPI app has: the error handlers, the 1 MiB body limit, the access log."""
+    install_error_handlers(app, field_overrides=field_overrides, invalid_path_message=invalid_path_message)
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(AccessLogMiddleware)  # added last, so outermost: it also sees the 413s
 
 
 class BodySizeLimitMiddleware:
