@@ -91,7 +91,7 @@ def test_every_new_patient_has_a_billing_account(
     """After a create through the gateway, billing answers for that patient with one stable, active account.
 
     The proto has no read call, so this cannot tell an account the system made from one this call
-    made (see NOTES.md, known gaps); what it does prove is that the id is accepted and stable.
+    made (see README.md, known gaps); what it does prove is that the id is accepted and stable.
     """
     created = api.create_patient(client, auth)
 

@@ -8,7 +8,7 @@ from pm_common.settings import JwtSettings, ServiceSettings
 
 
 class Settings(ServiceSettings, JwtSettings):
-    """Everything api-gateway reads from the environment (see NOTES.md for the names)."""
+    """Everything api-gateway reads from the environment (see README.md for the names)."""
 
     port: int = Field(default=4004, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
 

@@ -10,7 +10,7 @@ from pm_common.settings import DatabaseSettings, JwtSettings, ServiceSettings
 
 
 class Settings(ServiceSettings, DatabaseSettings, JwtSettings):
-    """Everything auth-service reads from the environment (see NOTES.md for the names)."""
+    """Everything auth-service reads from the environment (see README.md for the names)."""
 
     port: int = Field(default=4005, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
     jwt_lifetime_seconds: int = Field(default=36_000, validation_alias="JWT_LIFETIME_SECONDS", ge=60, le=30 * 86_400)
