@@ -185,7 +185,7 @@ async def test_database_unreachable_gives_503_not_500(analytics_factory: Setting
     async with running_analytics(settings) as analytics:
         response = await analytics.http.get("/analytics/summary")
         assert response.status_code == 503
-        assert response.json() == {"message": "Analytics database unavailable"}
+        assert response.json() == {"message": "Service temporarily unavailable"}
         health = await analytics.http.get("/health")
         assert health.status_code == 503
         assert health.json()["checks"]["database"] == "DOWN"

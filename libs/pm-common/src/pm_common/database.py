@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes that mean "the database cannot serve right now": connection exception, transaction
-# rollback (serialization failure, deadlock), insufficient resources, operator intervention (query canceled
-# by statement_timeout, admin shutdown, cannot connect now).
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+# SQLSTATE classes that mean "the database cannot serve right now": connection exception (08), transaction
+# rollback (40: serialization failure, deadlock), insufficient resources (53), object not in prerequisite
+# state (55: lock not available, database not accepting connections) and operator intervention (57: query
+# canceled by statement_timeout, admin shutdown, cannot connect now).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57"})
 
 
 def database_unavailable(error: BaseException) -> bool:
