@@ -1,4 +1,4 @@
-"""HTTP helpers: unique patient bodies, tokens forged with a known key, the analytics summary."""
+"""Client helpers: unique patient bodies, tokens forged with a known key, the analytics summary, billing lookups."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import uuid
 import warnings
 from typing import Any
 
+import grpc
 import httpx
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
+
+from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 EVENT_TYPES = ("PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED")
 HTTP_TIMEOUT = httpx.Timeout(20.0)
@@ -138,3 +141,21 @@ async def create_patient_async(client: httpx.AsyncClient, headers: dict[str, str
     response = await client.post("/api/patients", json=patient_body(**overrides), headers=headers)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def wait_for_account(
+    billing: billing_service_pb2_grpc.BillingServiceStub, patient_id: str, *, timeout_s: float = 20.0
+) -> billing_service_pb2.BillingResponse:
+    """The account billing holds for patient_id, polling GetBillingAccount until the relay has made it."""
+    lookup = billing_service_pb2.BillingAccountRequest(patientId=patient_id)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response: billing_service_pb2.BillingResponse = billing.GetBillingAccount(
+                lookup, timeout=10, wait_for_ready=True
+            )
+            return response
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)

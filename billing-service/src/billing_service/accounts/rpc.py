@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_service.accounts.service import Account, InvalidAccountRequestError, get_or_create_account
+from billing_service.accounts.service import Account, InvalidAccountRequestError, find_account, get_or_create_account
 from pm_common.database import database_unavailable
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[billing_service_pb2.BillingRequest, billing_service_pb2.BillingResponse]
+CreateContext = grpc.aio.ServicerContext[billing_service_pb2.BillingRequest, billing_service_pb2.BillingResponse]
+GetContext = grpc.aio.ServicerContext[billing_service_pb2.BillingAccountRequest, billing_service_pb2.BillingResponse]
 
 
 class DeadlineExceededError(Exception):
@@ -27,50 +30,80 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._work: set[asyncio.Task[Account]] = set()
+        self._work: set[asyncio.Task[Account | None]] = set()
 
     async def CreateBillingAccount(
-        self, request: billing_service_pb2.BillingRequest, context: Context
+        self, request: billing_service_pb2.BillingRequest, context: CreateContext
     ) -> billing_service_pb2.BillingResponse:
         """Return the patient's account (created on the first call); INVALID_ARGUMENT for a bad request."""
-        # grpc.aio cancels a handler abruptly at the deadline, which can hand a connection back to the pool
-        # while PostgreSQL still runs (and waits on locks for) its statement. The database work therefore
-        # runs in its own task, shielded, under the same deadline, and cancels its statement cleanly.
-        work = asyncio.create_task(self._create(request, timeout_s=context.time_remaining()))
+        account = await self._serve(
+            lambda: get_or_create_account(
+                self._engine, patient_id=request.patientId, name=request.name, email=request.email
+            ),
+            context,
+            method="CreateBillingAccount",
+        )
+        assert account is not None  # get-or-create always yields one
+        return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
+
+    async def GetBillingAccount(
+        self, request: billing_service_pb2.BillingAccountRequest, context: GetContext
+    ) -> billing_service_pb2.BillingResponse:
+        """The patient's account; NOT_FOUND when none exists yet, INVALID_ARGUMENT for an empty patientId."""
+        account = await self._serve(
+            lambda: find_account(self._engine, patient_id=request.patientId), context, method="GetBillingAccount"
+        )
+        if account is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no billing account for this patientId")
+        return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
+
+    async def _serve(
+        self,
+        query: Callable[[], Awaitable[Account | None]],
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        method: str,
+    ) -> Account | None:
+        """Run one database call for an RPC and map its failures to status codes.
+
+        grpc.aio cancels a handler abruptly at the deadline, which can hand a connection back to the pool
+        while PostgreSQL still runs (and waits on locks for) its statement. The database work therefore
+        runs in its own task, shielded, under the same deadline, and cancels its statement cleanly.
+        """
+        work = asyncio.create_task(self._within(query, timeout_s=context.time_remaining()))
         self._work.add(work)
         work.add_done_callback(self._finished)
         try:
-            account = await asyncio.shield(work)
+            return await asyncio.shield(work)
         except InvalidAccountRequestError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except DeadlineExceededError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         except Exception as error:
             if database_unavailable(error):
-                log.warning("database unavailable", extra={"error": type(error).__name__})
+                log.warning("database unavailable", extra={"error": type(error).__name__, "method": method})
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "billing database unavailable, retry later")
             # A statement error's text carries the bound parameters (name, email): log its type, never its text.
             log.error(
-                "CreateBillingAccount failed",
+                f"{method} failed",
                 extra={"error": type(error).__name__},
                 exc_info=not isinstance(error, sa_exc.StatementError),
             )
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
+        raise AssertionError("unreachable: context.abort raises")
 
-    async def _create(self, request: billing_service_pb2.BillingRequest, *, timeout_s: float | None) -> Account:
+    @staticmethod
+    async def _within(query: Callable[[], Awaitable[Account | None]], *, timeout_s: float | None) -> Account | None:
         deadline = asyncio.timeout(timeout_s)  # None (the caller sent no deadline) means no limit
         try:
             async with deadline:
-                return await get_or_create_account(
-                    self._engine, patient_id=request.patientId, name=request.name, email=request.email
-                )
+                return await query()
         except TimeoutError:
             if deadline.expired():
                 raise DeadlineExceededError from None
             raise
 
-    def _finished(self, work: asyncio.Task[Account]) -> None:
+    def _finished(self, work: asyncio.Task[Account | None]) -> None:
         self._work.discard(work)
         if not work.cancelled():
             work.exception()  # retrieved here too, for work whose caller was gone before it ended

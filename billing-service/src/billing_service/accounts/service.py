@@ -37,11 +37,15 @@ def _check_text(field: str, value: str, *, max_length: int) -> None:
         raise InvalidAccountRequestError(f"{field} must not contain NUL characters")
 
 
-def validate_request(*, patient_id: str, name: str, email: str) -> None:
-    """Raise InvalidAccountRequestError naming the first field that cannot be stored."""
+def _check_patient_id(patient_id: str) -> None:
     if not patient_id.strip():
         raise InvalidAccountRequestError("patientId is required")
     _check_text("patientId", patient_id, max_length=PATIENT_ID_MAX)
+
+
+def validate_request(*, patient_id: str, name: str, email: str) -> None:
+    """Raise InvalidAccountRequestError naming the first field that cannot be stored."""
+    _check_patient_id(patient_id)
     _check_text("name", name, max_length=NAME_MAX)
     _check_text("email", email, max_length=EMAIL_MAX)
 
@@ -74,3 +78,12 @@ async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: s
         ).one()
     log.info("billing account exists", extra={"patient_id": patient_id, "account_id": existing.account_id})
     return Account(account_id=existing.account_id, status=existing.status, created=False)
+
+
+async def find_account(engine: AsyncEngine, *, patient_id: str) -> Account | None:
+    """The patient's account, or None when none was created yet."""
+    _check_patient_id(patient_id)
+    query = select(BillingAccount.account_id, BillingAccount.status).where(BillingAccount.patient_id == patient_id)
+    async with engine.connect() as connection:
+        row = (await connection.execute(query)).one_or_none()
+    return None if row is None else Account(account_id=row.account_id, status=row.status, created=False)

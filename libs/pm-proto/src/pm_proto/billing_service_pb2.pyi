@@ -14,6 +14,12 @@ class BillingRequest(_message.Message):
     email: str
     def __init__(self, patientId: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
 
+class BillingAccountRequest(_message.Message):
+    __slots__ = ("patientId",)
+    PATIENTID_FIELD_NUMBER: _ClassVar[int]
+    patientId: str
+    def __init__(self, patientId: _Optional[str] = ...) -> None: ...
+
 class BillingResponse(_message.Message):
     __slots__ = ("accountId", "status")
     ACCOUNTID_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class BillingServiceStub:
                 request_serializer=pm__proto_dot_billing__service__pb2.BillingRequest.SerializeToString,
                 response_deserializer=pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
                 _registered_method=True)
+        self.GetBillingAccount = channel.unary_unary(
+                '/BillingService/GetBillingAccount',
+                request_serializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
+                response_deserializer=pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -51,12 +56,24 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBillingAccount(self, request, context):
+        """Added here (the original had no read call): the patient's account, NOT_FOUND if there is none yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateBillingAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBillingAccount,
                     request_deserializer=pm__proto_dot_billing__service__pb2.BillingRequest.FromString,
+                    response_serializer=pm__proto_dot_billing__service__pb2.BillingResponse.SerializeToString,
+            ),
+            'GetBillingAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBillingAccount,
+                    request_deserializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.FromString,
                     response_serializer=pm__proto_dot_billing__service__pb2.BillingResponse.SerializeToString,
             ),
     }
@@ -86,6 +103,33 @@ class BillingService:
             target,
             '/BillingService/CreateBillingAccount',
             pm__proto_dot_billing__service__pb2.BillingRequest.SerializeToString,
+            pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBillingAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/BillingService/GetBillingAccount',
+            pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
             pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
             options,
             channel_credentials,
