@@ -141,3 +141,27 @@ def test_tampered_claims_are_refused() -> None:
 )
 def test_claims_become_safe_header_values(claim: str, header: str) -> None:
     assert header_value(claim) == header
+
+
+def test_a_cached_token_is_refused_once_it_has_expired() -> None:
+    cached = TokenVerifier(KEY, cache_size=4)
+    expires = int(time.time()) + 1
+    token = signed(claims(exp=expires))
+    assert cached.verify(f"Bearer {token}").email == "testuser@test.com"  # verified, then kept
+    assert token in cached._verified
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(Unauthorized, match="Token expired"):
+        cached.verify(f"Bearer {token}")
+    assert token not in cached._verified
+
+
+def test_the_cache_keeps_only_verified_tokens_and_stays_bounded() -> None:
+    cached = TokenVerifier(KEY, cache_size=2)
+    tokens = [signed(claims(sub=f"user{n}@test.com")) for n in range(5)]
+    for token in tokens:
+        cached.verify(f"Bearer {token}")
+    assert len(cached._verified) == 2
+    tampered = tokens[-1][:-2] + ("AA" if not tokens[-1].endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):
+        cached.verify(f"Bearer {tampered}")
+    assert tampered not in cached._verified

@@ -32,3 +32,6 @@ class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
     # Upper bound of the backoff between retries of a batch that could not be stored.
     consumer_retry_max_delay_s: float = Field(default=10.0, validation_alias="CONSUMER_RETRY_MAX_DELAY_S", gt=0)
     statement_timeout_ms: int = Field(default=10_000, validation_alias="DATABASE_STATEMENT_TIMEOUT_MS", ge=100)
+    # Off: each batch saves the ping's BEGIN/SELECT/ROLLBACK; a batch that meets a dropped connection fails,
+    # invalidates the pool and is read again after consumer_retry (bench/README.md has the restart test).
+    database_pool_pre_ping: bool = Field(default=False, validation_alias="DATABASE_POOL_PRE_PING")

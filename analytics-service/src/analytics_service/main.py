@@ -13,6 +13,7 @@ from analytics_service.events.views import router as events_router
 from analytics_service.health import router as health_router
 from pm_common.database import create_engine
 from pm_common.http import install_http_basics
+from pm_common.server import tune_gc
 from pm_common.settings import load_settings
 
 SERVICE = "analytics-service"
@@ -26,11 +27,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.database_url,
         pool_size=settings.database_pool_size,
         statement_timeout_ms=settings.statement_timeout_ms,
+        pre_ping=settings.database_pool_pre_ping,
     )
     consumer = EventConsumer(settings=settings, engine=engine)
     app.state.engine = engine
     app.state.consumer = consumer
     consumer.start()  # returns at once: the service serves while Kafka is still unreachable
+    tune_gc()
     try:
         yield
     finally:

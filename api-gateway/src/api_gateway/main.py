@@ -14,6 +14,7 @@ from api_gateway.routes import build_routes
 from api_gateway.tokens import TokenVerifier
 from api_gateway.upstreams import Upstreams
 from pm_common.http import install_error_handlers
+from pm_common.server import tune_gc
 from pm_common.settings import jwt_key, load_settings
 
 
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstreams.start()
+        tune_gc()
         try:
             yield
         finally:
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # No OpenAPI of its own: /docs and /openapi.json are not gateway routes (the contract's "404").
     app = FastAPI(title="api-gateway", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    install_error_handlers(app)  # 404/405 as {"message"}
+    install_error_handlers(app, database=False)  # 404/405 as {"message"}; no database here
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.routes = routes

@@ -16,6 +16,7 @@ from auth_service.auth.tokens import Tokens
 from auth_service.config import Settings
 from pm_common.database import create_engine
 from pm_common.http import install_http_basics
+from pm_common.server import tune_gc
 from pm_common.settings import jwt_key, load_settings
 
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         # Making the dummy hash costs one argon2 hash: do it off the loop.
         app.state.passwords = await asyncio.to_thread(Passwords)
+        tune_gc()  # after start-up: freeze what imports left, so full collections do not stall requests
         try:
             yield
         finally:

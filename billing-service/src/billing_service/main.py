@@ -12,6 +12,7 @@ from billing_service.grpc_server import GrpcServer
 from billing_service.health import router as health_router
 from pm_common.database import create_engine
 from pm_common.http import install_http_basics
+from pm_common.server import tune_gc
 from pm_common.settings import load_settings
 
 SERVICE = "billing-service"
@@ -38,6 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await grpc_server.start()
         app.state.grpc_server = grpc_server
+        tune_gc()
         yield
     finally:
         await grpc_server.stop()

@@ -19,6 +19,7 @@ from patient_service.patients import views as patient_views
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
 from pm_common.database import create_engine
 from pm_common.http import install_http_basics
+from pm_common.server import tune_gc
 from pm_common.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, pre_ping=settings.database_pool_pre_ping
+        )
         kafka = KafkaPublisher(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.patient_topic,
@@ -56,11 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [asyncio.create_task(relay.run(), name=f"outbox-relay-{relay.destination}") for relay in relays]
         app.state.settings = settings
         app.state.engine = engine
+        # Reads are single statements: in autocommit they skip BEGIN and ROLLBACK (two of their round trips).
+        # Same pool and connections; SQLAlchemy sets and resets the mode on checkout.
+        app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.kafka = kafka
         app.state.billing = billing
         app.state.relays = relays
         app.state.relays_enabled = settings.outbox_relay_enabled
         app.state.outbox_signal = OutboxSignal(relays)
+        tune_gc()
         try:
             yield
         finally:

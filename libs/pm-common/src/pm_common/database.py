@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from alembic import command, context
-from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
@@ -37,14 +37,21 @@ def database_unavailable(error: BaseException) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
-def create_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000) -> AsyncEngine:
-    """An asyncpg engine whose every statement and connect attempt has a time limit."""
+def create_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000, pre_ping: bool = True
+) -> AsyncEngine:
+    """An asyncpg engine whose every statement and connect attempt has a time limit.
+
+    pre_ping tests each connection as it leaves the pool (a round trip, plus BEGIN/ROLLBACK outside
+    autocommit); without it, the first statement on a connection PostgreSQL dropped fails with a
+    disconnect error that invalidates the whole pool, so only that one call fails (see bench/README.md).
+    """
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=5,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         hide_parameters=True,  # exception texts never carry bound values (patient data) into logs
         connect_args={
             "timeout": 5,
@@ -75,8 +82,16 @@ async def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
         await engine.dispose()
 
 
+# How long the migration child process of prepare_database() may take (a lock held by another migration...).
+MIGRATION_TIMEOUT_S = 600.0
+
+
 def upgrade_database(url: str, *, script_location: str) -> None:
     """Run `alembic upgrade head` for a service (script_location like `patient_service:migrations`)."""
+    # Imported here: a serving process never needs Alembic (and Mako, Pygments): ~12 MiB of RSS each.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", script_location)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -86,11 +101,35 @@ def upgrade_database(url: str, *, script_location: str) -> None:
 def prepare_database(
     url: str, *, migrations: str, seed: Callable[[AsyncEngine], Awaitable[object]] | None = None
 ) -> None:
-    """Once per start, before uvicorn forks its workers: wait for PostgreSQL, migrate to head, then seed."""
+    """Once per start, before uvicorn forks its workers: wait for PostgreSQL, migrate to head, then seed.
+
+    The migration runs in a short-lived forked child, so that the server process never imports Alembic,
+    Mako and Pygments (~12 MiB of RSS per service; bench/README.md).
+    """
     asyncio.run(wait_for_database(url))
-    upgrade_database(url, script_location=migrations)
+    _upgrade_in_child_process(url, script_location=migrations)
     if seed is not None:
         asyncio.run(_seed(url, seed))
+
+
+def _upgrade_in_child_process(url: str, *, script_location: str) -> None:
+    if sys.platform != "linux":  # fork is Linux's cheap path; elsewhere migrate in this process
+        upgrade_database(url, script_location=script_location)
+        return
+    # A fork shares what this process already imported (SQLAlchemy, the service's modules) and inherits the
+    # logging configuration; a fresh interpreter would import all of that again (~1.3 s of CPU per service).
+    # No other thread runs here yet (asyncio.run has joined its executor), so forking is safe.
+    child = multiprocessing.get_context("fork").Process(
+        target=upgrade_database, args=(url,), kwargs={"script_location": script_location}, name="migrations"
+    )
+    child.start()
+    child.join(MIGRATION_TIMEOUT_S)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        raise TimeoutError(f"database migrations ({script_location}) did not finish within {MIGRATION_TIMEOUT_S:.0f}s")
+    if child.exitcode != 0:
+        raise RuntimeError(f"database migrations ({script_location}) failed (exit code {child.exitcode}, see above)")
 
 
 async def _seed(url: str, seed: Callable[[AsyncEngine], Awaitable[object]]) -> None:
@@ -103,6 +142,8 @@ async def _seed(url: str, seed: Callable[[AsyncEngine], Awaitable[object]]) -> N
 
 def run_migrations(target_metadata: MetaData | None) -> None:
     """Body of every service's migrations/env.py: online, async, one transaction per run."""
+    from alembic import context
+
     config = context.config
 
     def run(connection: Connection) -> None:

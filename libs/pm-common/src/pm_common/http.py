@@ -9,24 +9,27 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from pm_common.database import database_unavailable
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("access")
 log = logging.getLogger(__name__)
-# What the database layer raises. Those database_unavailable() recognises are a 503 (the client did nothing
-# wrong and may retry); the rest a logged 500.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError, TimeoutError)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What the database layer raises. Those database_unavailable() recognises are a 503 (the client did
+    nothing wrong and may retry); the rest a logged 500. Imported on use: the gateway has no database and
+    saves SQLAlchemy and asyncpg (~15 MiB of RSS)."""
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    return (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError, TimeoutError)
 
 
 class DomainError(Exception):
@@ -65,6 +68,7 @@ def install_error_handlers(
     *,
     field_overrides: Mapping[str, Mapping[str, str]] | None = None,
     invalid_path_message: str | None = None,
+    database: bool = True,
 ) -> None:
     """Map every error to the one shape: `{"message"}`, or `{field: message}` for invalid bodies.
 
@@ -95,6 +99,8 @@ def install_error_handlers(
         return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        from pm_common.database import database_unavailable
+
         if not database_unavailable(exc):
             return await on_unexpected_error(request, exc)
         log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
@@ -115,8 +121,9 @@ def install_error_handlers(
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
-    for error_type in DATABASE_ERRORS:
-        app.add_exception_handler(error_type, on_database_error)
+    if database:
+        for error_type in database_errors():
+            app.add_exception_handler(error_type, on_database_error)
     app.add_exception_handler(Exception, on_unexpected_error)
 
 

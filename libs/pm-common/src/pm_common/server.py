@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from pm_common.logging import logging_config
@@ -24,3 +26,28 @@ def serve(app_factory: str, *, settings: ServiceSettings, service: str) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+# Objects allocated (minus freed) before a young collection runs; CPython's default is 700.
+GC_GEN0_THRESHOLD = 10_000
+_gc_tuned = False
+
+
+def tune_gc(*, gen0_threshold: int = GC_GEN0_THRESHOLD) -> None:
+    """Once per process, when the app has started: move everything alive into the permanent generation
+    and make young collections rarer.
+
+    Measured on patient-service under load (bench/README.md): with CPython's defaults the ~130,000
+    objects that imports leave behind were traversed by every full collection, about 20 full collections
+    per 10 s of load at ~80 ms each (a stalled event loop: p99 ~110 ms). Frozen, they are never
+    traversed again; what a request allocates is freed by reference counting long before 10,000
+    allocations accumulate, so a young collection then rarely runs at all.
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)

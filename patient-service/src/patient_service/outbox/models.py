@@ -56,11 +56,11 @@ outbox = Table(
     CheckConstraint("state IN ('PENDING', 'SENT', 'PARKED')", name="state"),
 )
 
-# The relay's claim query scans only pending rows, oldest first, per destination.
+# The relay's claim query walks only pending rows, oldest first, per destination (id order: it stops after
+# one batch; migration 0002 replaced (destination, next_attempt_at, id), which needed a sort of all of them).
 Index(
     "ix_outbox_pending",
     outbox.c.destination,
-    outbox.c.next_attempt_at,
     outbox.c.id,
     postgresql_where=outbox.c.state == State.PENDING.value,
 )

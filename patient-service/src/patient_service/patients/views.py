@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
-from patient_service.deps import EngineDep, OutboxSignalDep
+from patient_service.deps import EngineDep, OutboxSignalDep, ReadEngineDep
 from patient_service.outbox.models import Destination
 from patient_service.patients import service
 from patient_service.patients.schemas import PatientCreate, PatientResponse, PatientUpdate
@@ -41,21 +41,19 @@ def _json(content: Any, *, status_code: int = 200, headers: dict[str, str] | Non
 
 @router.get("", response_model=list[PatientResponse], summary="List patients")
 async def list_patients(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     page: Annotated[int | None, Query(ge=0, le=10_000_000, description="Page number, from 0")] = None,
     size: Annotated[int | None, Query(ge=1, le=1000, description="Page size (default 100 when page is given)")] = None,
 ) -> Response:
     """All patients (a JSON array), or one page of them with page/size; X-Total-Count has the total."""
-    async with engine.connect() as connection:
-        items, total = await service.list_patients(connection, page=page, size=size)
+    items, total = await service.list_patients(engine, page=page, size=size)
     return _json(items, headers={"X-Total-Count": str(total)})
 
 
 @router.get("/{id}", response_model=PatientResponse, responses=_ID_ERRORS, summary="Get a patient")
-async def get_patient(patient_id: PatientId, engine: EngineDep) -> Response:
+async def get_patient(patient_id: PatientId, engine: ReadEngineDep) -> Response:
     """One patient by id."""
-    async with engine.connect() as connection:
-        return _json(await service.get_patient(connection, patient_id=patient_id))
+    return _json(await service.get_patient(engine, patient_id=patient_id))
 
 
 @router.post("", status_code=201, response_model=PatientResponse, responses=_BODY_ERRORS, summary="Create a patient")
