@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import uvicorn
 
 from api_gateway.config import Settings
 from api_gateway.main import create_app
+from devstack import process
 from devstack.postgres import PostgresCluster
 from devstack.process import free_port
 from devstack.stack import Stack
@@ -35,32 +35,19 @@ class EchoUpstream:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
+        state = Path(tempfile.mkdtemp(prefix="echo-upstream-"))
+        self._pid_file, self._log_file = state / "echo.pid", state / "echo.log"
 
     def start(self) -> None:
         """Start it and wait until /health answers."""
-        self._process = subprocess.Popen([sys.executable, str(ECHO_SCRIPT), str(self.port)])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            if self._process.poll() is not None:
-                raise RuntimeError("echo upstream exited")
-            time.sleep(0.05)
-        raise TimeoutError("echo upstream did not start")
+        process.start(
+            [sys.executable, str(ECHO_SCRIPT), str(self.port)], pid_file=self._pid_file, log_file=self._log_file
+        )
+        process.wait_http_ok(self.url + "/health", timeout_s=20, pid_file=self._pid_file)
 
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL) and wait until it is gone."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        process.stop(self._pid_file, timeout_s=10)
 
     def seen_request_ids(self) -> list[str]:
         """X-Request-IDs it received so far."""

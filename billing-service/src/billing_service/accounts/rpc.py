@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_service.accounts.service import Account, InvalidAccountRequestError, find_account, get_or_create_account
+from billing_service.accounts.service import InvalidAccountRequestError, find_account, get_or_create_account
 from pm_common.database import database_unavailable
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CreateContext = grpc.aio.ServicerContext[billing_service_pb2.BillingRequest, billing_service_pb2.BillingResponse]
 GetContext = grpc.aio.ServicerContext[billing_service_pb2.BillingAccountRequest, billing_service_pb2.BillingResponse]
@@ -30,7 +31,7 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._work: set[asyncio.Task[Account | None]] = set()
+        self._work: set[asyncio.Task[Any]] = set()
 
     async def CreateBillingAccount(
         self, request: billing_service_pb2.BillingRequest, context: CreateContext
@@ -43,7 +44,6 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
             context,
             method="CreateBillingAccount",
         )
-        assert account is not None  # get-or-create always yields one
         return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
 
     async def GetBillingAccount(
@@ -59,11 +59,11 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
 
     async def _serve(
         self,
-        query: Callable[[], Awaitable[Account | None]],
+        query: Callable[[], Awaitable[T]],
         context: grpc.aio.ServicerContext[Any, Any],
         *,
         method: str,
-    ) -> Account | None:
+    ) -> T:
         """Run one database call for an RPC and map its failures to status codes.
 
         grpc.aio cancels a handler abruptly at the deadline, which can hand a connection back to the pool
@@ -93,7 +93,7 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
         raise AssertionError("unreachable: context.abort raises")
 
     @staticmethod
-    async def _within(query: Callable[[], Awaitable[Account | None]], *, timeout_s: float | None) -> Account | None:
+    async def _within(query: Callable[[], Awaitable[T]], *, timeout_s: float | None) -> T:
         deadline = asyncio.timeout(timeout_s)  # None (the caller sent no deadline) means no limit
         try:
             async with deadline:
@@ -103,7 +103,7 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
                 raise DeadlineExceededError from None
             raise
 
-    def _finished(self, work: asyncio.Task[Account | None]) -> None:
+    def _finished(self, work: asyncio.Task[Any]) -> None:
         self._work.discard(work)
         if not work.cancelled():
             work.exception()  # retrieved here too, for work whose caller was gone before it ended
