@@ -7,6 +7,10 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.cache/uv/bin/uv)
 export UV_PYTHON_DOWNLOADS ?= never
 PACKAGES := pm_common devstack api_gateway auth_service patient_service billing_service analytics_service
+# Workspace members with code of their own: deptry checks each declares exactly what it imports.
+MEMBERS := libs/pm-common libs/pm-proto devstack api-gateway auth-service patient-service billing-service analytics-service
+# Test folders are type-checked one at a time: each is a namespace package `tests` of its member.
+TEST_DIRS := libs/pm-common devstack api-gateway auth-service patient-service billing-service analytics-service infrastructure
 
 .PHONY: help install up down status clean test lint typecheck unit proto bench
 
@@ -35,12 +39,20 @@ status: ## Which processes of the local stack are running
 clean: ## Stop everything and delete local data (databases, topics, logs)
 	@$(UV) run --no-sync devstack clean
 
-lint: install ## ruff
+lint: install ## ruff, and deptry (every member declares exactly the packages it imports)
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
+	@for member in $(MEMBERS); do (cd $$member && $(UV) run --no-sync deptry src) || exit 1; done
 
-typecheck: install ## mypy (strict) on every package's src/
+typecheck: install ## mypy (strict) on every package, every test folder, the integration suite and bench
 	$(UV) run --no-sync mypy $(addprefix -p ,$(PACKAGES))
+	@for member in $(TEST_DIRS); do \
+	  echo "mypy $$member/tests"; MYPYPATH=$$member $(UV) run --no-sync mypy --explicit-package-bases $$member/tests || exit 1; \
+	done
+	$(UV) run --no-sync mypy --explicit-package-bases integration-tests bench
+
+unit: install ## The unit tests alone: no PostgreSQL, Kafka, Java or service process (pytest -m unit)
+	$(UV) run --no-sync pytest -m unit $(PYTEST_ARGS)
 
 proto: install ## Regenerate libs/pm-proto from proto/*.proto
 	$(UV) run --no-sync python libs/pm-proto/generate.py

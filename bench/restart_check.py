@@ -16,32 +16,39 @@ import collections
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import asyncpg
 
 from devstack.cli import default_stack
 
+# `python bench/restart_check.py` puts bench/ first on sys.path, so the package is `harness`; mypy, run from
+# the repository root with explicit package bases, knows the same directory as `bench.harness`.
+if TYPE_CHECKING:
+    from bench.harness.database import connected, counted_at
+    from bench.harness.endpoints import Endpoints
+    from bench.harness.patients import patient_body
+    from bench.harness.progress import log
+else:
+    from harness.database import connected, counted_at
+    from harness.endpoints import Endpoints
+    from harness.patients import patient_body
+    from harness.progress import log
+
 STACK = default_stack()
-PATIENT = STACK.url(STACK.service("patient-service"))
-GATEWAY = STACK.url(STACK.service("api-gateway"))
-POSTGRES = f"postgresql://postgres@127.0.0.1:{STACK.ports.postgres}"
-
-
-def log(message: str) -> None:
-    """A progress line."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+ENDPOINTS = Endpoints.of(STACK)
+PATIENT = ENDPOINTS.patient
+GATEWAY = ENDPOINTS.gateway
 
 
 async def create(session: aiohttp.ClientSession, tag: str) -> tuple[int, str | None]:
     """POST one patient directly to patient-service; (status, id or None)."""
-    body = {
-        "name": "Restart Probe",
-        "email": f"restart-{tag}-{uuid.uuid4().hex[:10]}@bench.example.com",
-        "address": "1 Restart Road",
-        "dateOfBirth": "1980-01-01",
-    }
+    body = patient_body(
+        name="Restart Probe",
+        email=f"restart-{tag}-{uuid.uuid4().hex[:10]}@bench.example.com",
+        address="1 Restart Road",
+        date_of_birth="1980-01-01",
+    )
     try:
         async with session.post(f"{PATIENT}/patients", json=body) as response:
             payload = await response.json(content_type=None)
@@ -76,30 +83,12 @@ async def burst(session: aiohttp.ClientSession, ids: list[str], *, reads: int, w
 
 async def terminate_backends(database: str) -> int:
     """Close every server connection of one database (what a failover or an idle timeout does)."""
-    connection = await asyncpg.connect(f"{POSTGRES}/postgres")
-    try:
+    async with connected(ENDPOINTS.database("postgres")) as connection:
         rows = await connection.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             database,
         )
         return len(rows)
-    finally:
-        await connection.close()
-
-
-async def counted(patient_ids: list[str]) -> int:
-    """How many of these patients' PATIENT_CREATED events analytics has counted."""
-    connection = await asyncpg.connect(f"{POSTGRES}/analytics_service")
-    try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_type = 'PATIENT_CREATED' "
-                "AND patient_id = ANY($1::text[])",
-                patient_ids,
-            )
-        )
-    finally:
-        await connection.close()
 
 
 async def main() -> int:
@@ -156,13 +145,7 @@ async def main() -> int:
             log(f"patient-service /health: {response.status}")
 
     # 3. The consumer got through as well: every patient created above is counted.
-    deadline = time.monotonic() + 60
-    number = 0
-    while time.monotonic() < deadline:
-        number = await counted(created)
-        if number == len(created):
-            break
-        await asyncio.sleep(1)
+    number = len(await counted_at(ENDPOINTS.database("analytics_service"), created, timeout_seconds=60))
     log(f"analytics counted {number} of the {len(created)} patients created")
     if number != len(created):
         problems.append(f"analytics counted {number}/{len(created)}")

@@ -57,6 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.verbose = 1
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test of this suite needs a whole stack: never part of the unit tests (`make unit`)."""
+    if HERE in Path(item.path).parents:
+        item.add_marker(pytest.mark.integration)
+
+
 def _choice(config: pytest.Config) -> Choice:
     def pick(option: str, env: str) -> str | None:
         value = config.getoption(option) or os.environ.get(env)

@@ -52,7 +52,7 @@ async def test_refused_requests_count_nothing(aclient: httpx.AsyncClient, auth: 
     assert (await aclient.post("/api/patients", json={}, headers=auth)).status_code == 400
     assert (await aclient.delete(f"/api/patients/{uuid.uuid4()}", headers=auth)).status_code == 404
 
-    await api.wait_counts(aclient, auth, before, timeout_s=0, settle_s=4)
+    await api.wait_counts(aclient, auth, before, timeout_seconds=0, settle_seconds=4)
 
 
 async def test_a_redelivered_event_is_not_counted_again(
@@ -69,7 +69,7 @@ async def test_a_redelivered_event_is_not_counted_again(
     partition, offset = await events.produce(kafka_bootstrap, events.TOPIC, key=found[0].key, value=found[0].value)
     await events.wait_consumed(kafka_bootstrap, group=events.ANALYTICS_GROUP, partition=partition, offset=offset)
 
-    await api.wait_counts(aclient, auth, counted, timeout_s=0, settle_s=2)
+    await api.wait_counts(aclient, auth, counted, timeout_seconds=0, settle_seconds=2)
 
 
 async def test_a_poison_record_goes_to_the_dlt_and_consumption_goes_on(

@@ -14,7 +14,7 @@ from pm_e2e import api
 
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
-TIMEOUT_S = 10.0
+TIMEOUT_SECONDS = 10.0
 
 
 def create_account(
@@ -23,14 +23,14 @@ def create_account(
     request = billing_service_pb2.BillingRequest(
         patientId=patient_id, name=name, email=email or api.unique_email("billing")
     )
-    response: billing_service_pb2.BillingResponse = billing.CreateBillingAccount(request, timeout=TIMEOUT_S)
+    response: billing_service_pb2.BillingResponse = billing.CreateBillingAccount(request, timeout=TIMEOUT_SECONDS)
     return response
 
 
 def test_health_check_reports_serving(grpc_channel: grpc.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(grpc_channel)
 
-    response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
+    response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_SECONDS)
 
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -28,7 +28,7 @@ async def test_create_publishes_patient_created(
 
     created = await api.create_patient_async(aclient, auth, name="Événement Créé 🎉")
 
-    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=1, linger_s=2)
+    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=1, linger_seconds=2)
     assert len(found) >= 1, "no PATIENT_CREATED within 30s"
     assert_event(found[0], patient=created, event_type="PATIENT_CREATED")
     assert len({r.event().event_id for r in found}) == 1, "one change, one event id (duplicates share it)"
@@ -43,7 +43,7 @@ async def test_update_and_delete_publish_their_events_in_order(
     updated = (await aclient.put(f"/api/patients/{created['id']}", json=update, headers=auth)).json()
     assert (await aclient.delete(f"/api/patients/{created['id']}", headers=auth)).status_code == 204
 
-    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=3, linger_s=2)
+    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=3, linger_seconds=2)
 
     unique = list({r.event().event_id: r for r in found}.values())
     assert [r.event().event_type for r in unique] == ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED"]
@@ -66,5 +66,5 @@ async def test_refused_changes_publish_nothing(
     unknown = f"/api/patients/{uuid.uuid4()}"
     assert (await aclient.put(unknown, json=api.patient_body(), headers=auth)).status_code == 404
 
-    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=99, timeout_s=8)
+    found = await events.read_from(kafka_bootstrap, start, events.events_of(created["id"]), want=99, timeout_seconds=8)
     assert {r.event().event_type for r in found} == {"PATIENT_CREATED"}

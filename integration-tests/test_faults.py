@@ -35,9 +35,11 @@ async def test_kafka_outage_delivers_every_event_and_analytics_counts_each_once(
     finally:
         await asyncio.to_thread(controls.start_kafka)
 
-    await api.wait_counts(aclient, auth, api.plus(before, PATIENT_CREATED=4), timeout_s=120, settle_s=5)
+    await api.wait_counts(aclient, auth, api.plus(before, PATIENT_CREATED=4), timeout_seconds=120, settle_seconds=5)
     for patient in created:
-        found = await events.read_from(kafka_bootstrap, start, events.events_of(patient["id"]), want=1, timeout_s=30)
+        found = await events.read_from(
+            kafka_bootstrap, start, events.events_of(patient["id"]), want=1, timeout_seconds=30
+        )
         assert {r.event().event_type for r in found} == {"PATIENT_CREATED"}, patient["id"]
         assert len({r.event().event_id for r in found}) == 1, "a redelivery must carry the same event id"
 
@@ -64,7 +66,7 @@ async def test_billing_outage_keeps_creates_working_and_accounts_follow(
     assert response.status == health_pb2.HealthCheckResponse.SERVING
     for patient in created:
         # Made by patient-service's relay once billing was back: this test never asks billing to create it.
-        account = await asyncio.to_thread(api.wait_for_account, billing, patient["id"], timeout_s=40)
+        account = await asyncio.to_thread(api.wait_for_account, billing, patient["id"], timeout_seconds=40)
         assert account.status == "ACTIVE"
         assert account.accountId
 
@@ -84,8 +86,8 @@ async def test_analytics_restart_keeps_counts_and_counts_nothing_twice(
         await asyncio.to_thread(controls.start_service, "analytics-service")
 
     expected = api.plus(before, PATIENT_CREATED=2)
-    await api.wait_counts(aclient, auth, expected, timeout_s=60, settle_s=3)
+    await api.wait_counts(aclient, auth, expected, timeout_seconds=60, settle_seconds=3)
 
     await asyncio.to_thread(controls.stop_service, "analytics-service")
     await asyncio.to_thread(controls.start_service, "analytics-service")
-    await api.wait_counts(aclient, auth, expected, timeout_s=0, settle_s=5)
+    await api.wait_counts(aclient, auth, expected, timeout_seconds=0, settle_seconds=5)

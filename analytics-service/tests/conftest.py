@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -52,10 +53,10 @@ class Analytics:
         return body
 
     async def wait_for(
-        self, check: Callable[[dict[str, object]], bool], *, timeout_s: float = 30.0
-    ) -> dict[str, object]:
-        """Poll the summary until check(summary) holds; fail with the last summary after timeout_s."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        self, check: Callable[[dict[str, Any]], bool], *, timeout_seconds: float = 30.0
+    ) -> dict[str, Any]:
+        """Poll the summary until check(summary) holds; fail with the last summary after timeout_seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             body = await self.summary()
             if check(body):

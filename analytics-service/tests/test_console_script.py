@@ -39,7 +39,7 @@ async def test_console_script_consumes_and_serves(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(process.wait_http_ok, f"{base}/health", timeout_s=60, pid_file=pid_file)
+        await asyncio.to_thread(process.wait_http_ok, f"{base}/health", timeout_seconds=60, pid_file=pid_file)
         async with httpx.AsyncClient(base_url=base, timeout=5) as client:
             for _ in range(100):
                 summary = (await client.get("/analytics/summary")).json()
@@ -50,7 +50,7 @@ async def test_console_script_consumes_and_serves(
             docs = (await client.get("/openapi.json")).json()
             assert {"/analytics/summary", "/health"} <= set(docs["paths"])
     finally:
-        assert process.stop(pid_file, timeout_s=20)
+        assert process.stop(pid_file, timeout_seconds=20)
     log = log_file.read_text()
     assert "batch stored" in log
     assert "Traceback" not in log

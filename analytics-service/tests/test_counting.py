@@ -18,7 +18,7 @@ SettingsFactory = Callable[..., Awaitable[Settings]]
 async def send(
     producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes | None, **kwargs: object
 ) -> None:
-    await producer.send_and_wait(topic, value=value, key=key, **kwargs)  # type: ignore[arg-type]
+    await producer.send_and_wait(topic, value=value, key=key, **kwargs)
 
 
 async def test_counts_events_by_type_including_those_sent_before_start(

@@ -28,7 +28,7 @@ async def publish(producer: AIOKafkaProducer, topic: str, event_type: str, n: in
         await producer.send_and_wait(topic, value=value, key=key)
 
 
-async def wait_group_caught_up(kafka: KafkaBroker, group: str, topic: str, *, timeout_s: float = 30.0) -> None:
+async def wait_group_caught_up(kafka: KafkaBroker, group: str, topic: str, *, timeout_seconds: float = 30.0) -> None:
     """Until the group's committed offsets reach the end of every partition of topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
     await admin.start()
@@ -37,7 +37,7 @@ async def wait_group_caught_up(kafka: KafkaBroker, group: str, topic: str, *, ti
     try:
         partitions = [TopicPartition(topic, p) for p in range(3)]
         ends = await probe.end_offsets(partitions)
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             committed = await admin.list_consumer_group_offsets(group)
             positions = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
@@ -136,7 +136,7 @@ async def test_two_consumers_in_one_group_split_partitions_and_hand_over(
 async def test_database_outage_loses_nothing(
     analytics_factory: SettingsFactory, producer: AIOKafkaProducer, topics: Topics, postgres: PostgresCluster
 ) -> None:
-    settings = await analytics_factory(consumer_retry_max_delay_s=0.5)
+    settings = await analytics_factory(consumer_retry_max_delay_seconds=0.5)
     database = settings.database_url.rsplit("/", 1)[1]
     admin = create_async_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
     try:
@@ -172,7 +172,7 @@ async def test_service_starts_and_stops_while_kafka_is_unreachable(analytics_fac
         assert health.status_code == 200  # still within the start grace period
         assert health.json()["consumer"]["state"] == "starting"
         assert (await analytics.summary())["totalEvents"] == 0  # the API serves without Kafka
-    settings = await analytics_factory(kafka_bootstrap_servers=nowhere, consumer_start_grace_s=0)
+    settings = await analytics_factory(kafka_bootstrap_servers=nowhere, consumer_start_grace_seconds=0)
     async with running_analytics(settings) as analytics:
         health = await analytics.http.get("/health")
         assert health.status_code == 503
@@ -208,6 +208,6 @@ async def test_kafka_outage_then_consumption_resumes(
             await asyncio.to_thread(kafka.start)
         async with kafka_producer(kafka) as producer:
             await publish(producer, topics.name, "PATIENT_UPDATED", 2)
-        summary = await analytics.wait_for(lambda s: s["totalEvents"] == 4, timeout_s=60)
+        summary = await analytics.wait_for(lambda s: s["totalEvents"] == 4, timeout_seconds=60)
         assert summary["eventsByType"] == counts(created=2, updated=2)
         assert (await analytics.http.get("/health")).status_code == 200

@@ -26,7 +26,7 @@ from pm_common.settings import DEMO_JWT_SECRET
 ECHO_SCRIPT = Path(__file__).with_name("echo_upstream.py")
 KEY = base64.b64decode(DEMO_JWT_SECRET)
 # Patient calls through the test gateway time out after this many seconds (the 504 test waits longer).
-PATIENT_READ_TIMEOUT_S = 1.0
+PATIENT_READ_TIMEOUT_SECONDS = 1.0
 
 
 class EchoUpstream:
@@ -43,11 +43,11 @@ class EchoUpstream:
         process.start(
             [sys.executable, str(ECHO_SCRIPT), str(self.port)], pid_file=self._pid_file, log_file=self._log_file
         )
-        process.wait_http_ok(self.url + "/health", timeout_s=20, pid_file=self._pid_file)
+        process.wait_http_ok(self.url + "/health", timeout_seconds=20, pid_file=self._pid_file)
 
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL) and wait until it is gone."""
-        process.stop(self._pid_file, timeout_s=10)
+        process.stop(self._pid_file, timeout_seconds=10)
 
     def seen_request_ids(self) -> list[str]:
         """X-Request-IDs it received so far."""
@@ -120,7 +120,7 @@ async def gateway(auth_service_url: str, echo: EchoUpstream, dead_url: str) -> A
         auth_service_url=auth_service_url,
         patient_service_url=echo.url,
         analytics_service_url=dead_url,
-        patient_read_timeout_seconds=PATIENT_READ_TIMEOUT_S,
+        patient_read_timeout_seconds=PATIENT_READ_TIMEOUT_SECONDS,
     )
     async with running_gateway(settings) as url:
         yield url

@@ -435,7 +435,7 @@ async def test_readiness_names_the_upstream_that_is_down(client: httpx.AsyncClie
     assert response.status_code == 503
     assert response.json() == {
         "status": "DOWN",
-        "upstreams": {"auth-service": "UP", "patient-service": "UP", "analytics-service": "DOWN"},
+        "checks": {"auth-service": "UP", "patient-service": "UP", "analytics-service": "DOWN"},
     }
 
 
@@ -447,10 +447,11 @@ async def test_readiness_is_up_when_every_upstream_answers(echo_client: httpx.As
 
 
 async def test_health_is_the_gateway_itself(client: httpx.AsyncClient) -> None:
+    """Liveness: UP while the process serves, even with an upstream down (readiness says that)."""
     response = await client.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "UP"}
+    assert response.json() == {"status": "UP", "checks": {}}
 
 
 # -- access log --------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from auth_service.auth.tokens import Tokens
 from pm_common.settings import DEMO_JWT_SECRET
+from pm_common.tokens import issue_token
 
 KEY = base64.b64decode(DEMO_JWT_SECRET)
 OTHER_KEY = b"another-key-that-is-at-least-32-bytes-long"
@@ -41,7 +41,7 @@ def unsigned_token() -> str:
 
 
 async def test_token_issued_at_login_validates(shared_client: httpx.AsyncClient) -> None:
-    issued = Tokens(key=KEY, lifetime_seconds=600).issue(email="testuser@test.com", role="ADMIN")
+    issued = issue_token(key=KEY, email="testuser@test.com", role="ADMIN", lifetime_seconds=600)
 
     response = await shared_client.get("/validate", headers={"Authorization": f"Bearer {issued}"})
 

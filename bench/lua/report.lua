@@ -1,4 +1,4 @@
--- Shared by every benchmark script: print the run's figures as one JSON line that bench.py parses.
+-- Shared by every benchmark script: print the run's figures as one JSON line (parsed by harness/wrk.py).
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(

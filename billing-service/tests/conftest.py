@@ -40,8 +40,8 @@ def billing_settings(database_url: str, **overrides: object) -> Settings:
         "port": free_port(),
         "grpc_port": free_port(),
         "database_url": database_url,
-        "health_check_interval_s": 0.2,
-        "grpc_grace_s": 0.5,
+        "health_check_interval_seconds": 0.2,
+        "grpc_grace_seconds": 0.5,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -65,6 +65,7 @@ async def billing(database_url: str) -> AsyncIterator[Billing]:
         grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel,
     ):
         try:
-            yield Billing(app, settings, http, channel, billing_service_pb2_grpc.BillingServiceStub(channel), engine)
+            stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
+            yield Billing(app, settings, http, channel, stub, engine)
         finally:
             await engine.dispose()

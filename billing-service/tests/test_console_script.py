@@ -30,7 +30,7 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
     process.start([str(Path(sys.executable).parent / "billing-service")], pid_file=pid_file, log_file=log_file, env=env)
     try:
         await asyncio.to_thread(
-            process.wait_http_ok, f"http://127.0.0.1:{http_port}/health", timeout_s=60, pid_file=pid_file
+            process.wait_http_ok, f"http://127.0.0.1:{http_port}/health", timeout_seconds=60, pid_file=pid_file
         )
         for _ in range(300):  # both workers bound the gRPC port (the second may start later than the first)
             if log_file.read_text().count("grpc server started") == 2:
@@ -38,14 +38,14 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
             await asyncio.sleep(0.1)
         assert log_file.read_text().count("grpc server started") == 2
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            stub = billing_service_pb2_grpc.BillingServiceStub(channel)
+            stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
             # Separate connections may land on different workers; all share the one database.
             first = await stub.CreateBillingAccount(
                 billing_service_pb2.BillingRequest(patientId="cli-1", name="Grace Example", email="grace@example.com"),
                 timeout=10,
             )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            stub = billing_service_pb2_grpc.BillingServiceStub(channel)
+            stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
             again = await stub.CreateBillingAccount(billing_service_pb2.BillingRequest(patientId="cli-1"), timeout=10)
         assert again.accountId == first.accountId
         async with httpx.AsyncClient(timeout=5) as client:
@@ -53,7 +53,7 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
         assert docs.status_code == 200
         assert "/health" in docs.json()["paths"]
     finally:
-        assert process.stop(pid_file, timeout_s=20)
+        assert process.stop(pid_file, timeout_seconds=20)
     log = log_file.read_text()
     assert "Traceback" not in log
     assert log.count("grpc server stopped") == 2

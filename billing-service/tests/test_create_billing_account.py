@@ -31,10 +31,10 @@ async def stored_accounts(billing: Billing, patient_id: str) -> list[tuple[str, 
         return [tuple(row) for row in rows]
 
 
-async def lock_waiters(billing: Billing, *, settle_s: float = 2.0) -> int:
-    """Sessions of this database waiting for a lock, once the server had settle_s to cancel its statement."""
+async def lock_waiters(billing: Billing, *, settle_seconds: float = 2.0) -> int:
+    """Sessions of this database waiting for a lock, once the server had settle_seconds to cancel its statement."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settle_s
+    deadline = loop.time() + settle_seconds
     while True:
         async with billing.engine.connect() as connection:
             waiting = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import httpx
 import pytest
@@ -31,7 +33,7 @@ async def test_health_service_reports_serving(billing: Billing) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def reflect(channel: grpc.aio.Channel, request: reflection_pb2.ServerReflectionRequest):
+async def reflect(channel: grpc.aio.Channel, request: reflection_pb2.ServerReflectionRequest) -> Any:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     call = stub.ServerReflectionInfo(timeout=5)
     await call.write(request)
@@ -79,7 +81,7 @@ async def test_database_down_means_unavailable_everywhere() -> None:
         assert response.json() == {"status": "DOWN", "checks": {"database": "DOWN", "grpc": "UP"}}
         assert await health_status(channel, "") == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await health_status(channel, "BillingService") == health_pb2.HealthCheckResponse.NOT_SERVING
-        stub = billing_service_pb2_grpc.BillingServiceStub(channel)
+        stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateBillingAccount(billing_service_pb2.BillingRequest(patientId="p-1"), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

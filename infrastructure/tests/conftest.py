@@ -173,7 +173,7 @@ def aws(moto_endpoint: str) -> Callable[[str], Any]:
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=moto_endpoint)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=moto_endpoint)
 
     return client
 

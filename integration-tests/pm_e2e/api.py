@@ -83,10 +83,10 @@ def counts(body: dict[str, Any]) -> dict[str, int]:
 
 
 async def quiet_counts(
-    client: httpx.AsyncClient, headers: dict[str, str], *, quiet_s: float = 1.5, timeout_s: float = 60.0
+    client: httpx.AsyncClient, headers: dict[str, str], *, quiet_seconds: float = 1.5, timeout_seconds: float = 60.0
 ) -> dict[str, int]:
-    """The summary once it has not changed for quiet_s (events of earlier tests have been counted)."""
-    deadline = time.monotonic() + timeout_s
+    """The summary once it has not changed for quiet_seconds (events of earlier tests have been counted)."""
+    deadline = time.monotonic() + timeout_seconds
     last = counts(await summary(client, headers))
     since = time.monotonic()
     while time.monotonic() < deadline:
@@ -94,9 +94,9 @@ async def quiet_counts(
         now = counts(await summary(client, headers))
         if now != last:
             last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
+        elif time.monotonic() - since >= quiet_seconds:
             return now
-    raise AssertionError(f"analytics summary kept changing for {timeout_s:.0f}s (last {last})")
+    raise AssertionError(f"analytics summary kept changing for {timeout_seconds:.0f}s (last {last})")
 
 
 async def wait_counts(
@@ -104,17 +104,17 @@ async def wait_counts(
     headers: dict[str, str],
     expected: dict[str, int],
     *,
-    timeout_s: float = 30.0,
-    settle_s: float = 2.0,
+    timeout_seconds: float = 30.0,
+    settle_seconds: float = 2.0,
 ) -> dict[str, int]:
-    """Poll until the summary reaches expected, then check it stays there for settle_s (nothing extra)."""
-    deadline = time.monotonic() + timeout_s
+    """Poll until the summary reaches expected, then check it stays there for settle_seconds (nothing extra)."""
+    deadline = time.monotonic() + timeout_seconds
     now = counts(await summary(client, headers))
     while now["total"] < expected["total"] and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
         now = counts(await summary(client, headers))
-    assert now == expected, f"analytics after {timeout_s:.0f}s: {now}, expected {expected}"
-    await asyncio.sleep(settle_s)
+    assert now == expected, f"analytics after {timeout_seconds:.0f}s: {now}, expected {expected}"
+    await asyncio.sleep(settle_seconds)
     later = counts(await summary(client, headers))
     assert later == expected, f"analytics counted more than once: {later}, expected {expected}"
     return later
@@ -144,11 +144,11 @@ async def create_patient_async(client: httpx.AsyncClient, headers: dict[str, str
 
 
 def wait_for_account(
-    billing: billing_service_pb2_grpc.BillingServiceStub, patient_id: str, *, timeout_s: float = 20.0
+    billing: billing_service_pb2_grpc.BillingServiceStub, patient_id: str, *, timeout_seconds: float = 20.0
 ) -> billing_service_pb2.BillingResponse:
     """The account billing holds for patient_id, polling GetBillingAccount until the relay has made it."""
     lookup = billing_service_pb2.BillingAccountRequest(patientId=patient_id)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while True:
         try:
             response: billing_service_pb2.BillingResponse = billing.GetBillingAccount(

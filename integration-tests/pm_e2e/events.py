@@ -64,10 +64,10 @@ async def read_from(
     *,
     want: int,
     topic: str = TOPIC,
-    timeout_s: float = 30.0,
-    linger_s: float = 0.0,
+    timeout_seconds: float = 30.0,
+    linger_seconds: float = 0.0,
 ) -> list[Record]:
-    """Records after `start` that match, until `want` are found (then linger_s longer) or the timeout."""
+    """Records after `start` that match, until `want` are found (then linger_seconds longer) or the timeout."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
     await asyncio.wait_for(consumer.start(), 30)
     found: list[Record] = []
@@ -76,7 +76,7 @@ async def read_from(
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, start[tp.partition])
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_seconds
         stop_at: float | None = None
         while time.monotonic() < (stop_at or deadline):
             batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=300, max_records=500)
@@ -86,7 +86,7 @@ async def read_from(
                     if match(record):
                         found.append(record)
             if len(found) >= want and stop_at is None:
-                stop_at = min(deadline, time.monotonic() + linger_s)
+                stop_at = min(deadline, time.monotonic() + linger_seconds)
     finally:
         await consumer.stop()
     return found
@@ -116,14 +116,14 @@ async def produce(bootstrap: str, topic: str, *, key: bytes | None, value: bytes
 
 
 async def wait_consumed(
-    bootstrap: str, *, group: str, partition: int, offset: int, topic: str = TOPIC, timeout_s: float = 30.0
+    bootstrap: str, *, group: str, partition: int, offset: int, topic: str = TOPIC, timeout_seconds: float = 30.0
 ) -> None:
     """Wait until consumer group `group` has committed past offset on topic/partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), 30)
     committed = -1
     try:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             offsets = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 15)
             meta = offsets.get(TopicPartition(topic, partition))

@@ -74,16 +74,16 @@ async def outbox_rows(engine: AsyncEngine, *, destination: str | None = None) ->
         return list((await connection.execute(query, {"d": destination})).all())
 
 
-async def wait_until(check: Callable[[], Any], *, timeout_s: float = 20.0, interval_s: float = 0.05) -> Any:
-    """Poll an async check until it returns something truthy; fail after timeout_s."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
+async def wait_until(check: Callable[[], Any], *, timeout_seconds: float = 20.0, interval_seconds: float = 0.05) -> Any:
+    """Poll an async check until it returns something truthy; fail after timeout_seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
     while True:
         result = await check()
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last result: {result!r})")
-        await asyncio.sleep(interval_s)
+            raise AssertionError(f"condition not met within {timeout_seconds}s (last result: {result!r})")
+        await asyncio.sleep(interval_seconds)
 
 
 # -- billing -------------------------------------------------------------------------------------
@@ -94,14 +94,14 @@ class RecordingBilling(billing_service_pb2_grpc.BillingServiceServicer):
         self.calls: list[billing_service_pb2.BillingRequest] = []
         self.accounts: dict[str, str] = {}
         self.fail_next: list[grpc.StatusCode] = []  # answer the next calls with these codes, in order
-        self.delay_next_s: list[float] = []  # answer the next calls only after these delays
+        self.delay_next_seconds: list[float] = []  # answer the next calls only after these delays
 
     async def CreateBillingAccount(
         self, request: billing_service_pb2.BillingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> billing_service_pb2.BillingResponse:
         self.calls.append(request)
-        if self.delay_next_s:
-            await asyncio.sleep(self.delay_next_s.pop(0))
+        if self.delay_next_seconds:
+            await asyncio.sleep(self.delay_next_seconds.pop(0))
         if self.fail_next:
             await context.abort(self.fail_next.pop(0), "injected by the test")
         if not request.patientId:
@@ -218,9 +218,12 @@ class EventLog:
     events: list[tuple[str, patient_event_pb2.PatientEvent]] = field(default_factory=list)
 
     async def collect(
-        self, until: Callable[[list[tuple[str, patient_event_pb2.PatientEvent]]], bool], *, timeout_s: float = 30.0
+        self,
+        until: Callable[[list[tuple[str, patient_event_pb2.PatientEvent]]], bool],
+        *,
+        timeout_seconds: float = 30.0,
     ) -> list[tuple[str, patient_event_pb2.PatientEvent]]:
-        """Read the whole topic from the beginning until until(events) holds; fail after timeout_s."""
+        """Read the whole topic from the beginning until until(events) holds; fail after timeout_seconds."""
         # No group: the consumer takes every partition and reads from the earliest offset.
         consumer = AIOKafkaConsumer(
             TOPIC,
@@ -232,10 +235,10 @@ class EventLog:
         await consumer.start()
         try:
             self.events = []
-            deadline = asyncio.get_running_loop().time() + timeout_s
+            deadline = asyncio.get_running_loop().time() + timeout_seconds
             while not until(self.events):
                 if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"events not complete within {timeout_s}s: {len(self.events)} read")
+                    raise AssertionError(f"events not complete within {timeout_seconds}s: {len(self.events)} read")
                 batches = await consumer.getmany(timeout_ms=300)
                 for records in batches.values():
                     for record in records:

@@ -68,7 +68,7 @@ async def test_billing_down_creates_succeed_and_accounts_follow(
         async def accounts_created() -> bool:
             return await billing_states(engine) == ["SENT"] * 5
 
-        await wait_until(accounts_created, timeout_s=30)
+        await wait_until(accounts_created, timeout_seconds=30)
     assert billing.servicer.patient_ids() == {p["id"] for p in created}
 
 
@@ -93,7 +93,7 @@ async def test_other_errors_and_deadlines_are_retried_by_the_relay(
     migrated_url: str, engine: AsyncEngine, billing: BillingServer
 ) -> None:
     billing.servicer.fail_next = [grpc.StatusCode.INTERNAL]
-    billing.servicer.delay_next_s = [0.0, 1.5]  # the second call answers after the deadline
+    billing.servicer.delay_next_seconds = [0.0, 1.5]  # the second call answers after the deadline
     settings = service_settings(migrated_url, billing_service_grpc_port=billing.port, billing_deadline_seconds=0.5)
     async with running_service(settings) as service:
         created = await service.create()

@@ -92,7 +92,8 @@ async def test_the_entry_point_migrates_seeds_serves_and_logs_no_patient_data(
         await asyncio.wait_for(process.wait(), timeout=30)
     output = log_file.read_bytes()
     # uvicorn re-raises SIGTERM after a graceful shutdown, so -SIGTERM is a clean exit too.
-    assert process.returncode in (0, -signal.SIGTERM), output.decode(errors="replace")[-2000:]
+    exit_code: int | None = process.returncode
+    assert exit_code in (0, -signal.SIGTERM), output.decode(errors="replace")[-2000:]
     assert b"Application shutdown complete" in output
     assert [e.event_type for _, e in event_log.events] == ["PATIENT_CREATED", "PATIENT_UPDATED"]
     logs = output.decode(errors="replace")

@@ -33,9 +33,9 @@ async def test_database_unreachable() -> None:
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
-    delays = [backoff_seconds(attempts, initial_s=0.5, max_s=30) for attempts in range(12)]
+    delays = [backoff_seconds(attempts, initial_seconds=0.5, max_seconds=30) for attempts in range(12)]
     assert 0.4 <= delays[0] <= 0.6
     assert 3.2 <= delays[3] <= 4.8
     assert all(d <= 36 for d in delays)
     assert 24 <= delays[-1] <= 36
-    assert backoff_seconds(10_000, initial_s=0.5, max_s=30) <= 36  # no overflow for very old rows
+    assert backoff_seconds(10_000, initial_seconds=0.5, max_seconds=30) <= 36  # no overflow for very old rows

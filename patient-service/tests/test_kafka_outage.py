@@ -38,19 +38,19 @@ async def test_events_created_while_kafka_is_down_are_delivered_after_it_returns
             rows = await outbox_rows(engine, destination="patient-event")
             return any(r.attempts >= 1 for r in rows) and all(r.state == "PENDING" for r in rows[1:])
 
-        await wait_until(failed_at_least_once, timeout_s=30)
+        await wait_until(failed_at_least_once, timeout_seconds=30)
         health = await service.http.get("/health")
         assert health.status_code == 200  # Kafka is information, not a reason to be taken out of service
         assert health.json()["checks"]["outbox"]["pending"] == CREATES
         assert health.json()["checks"]["kafka"] == "FAILING"
 
         await asyncio.to_thread(kafka.start)
-        await wait_until(lambda: delivered(CREATES + 1), timeout_s=60)
+        await wait_until(lambda: delivered(CREATES + 1), timeout_seconds=60)
 
     rows = await outbox_rows(engine, destination="patient-event")
     event_log.keys |= {p["id"] for p in [before, *created]}
     expected = {str(r.event_id) for r in rows}
-    await event_log.collect(lambda events: expected <= {e.event_id for _, e in events}, timeout_s=30)
+    await event_log.collect(lambda events: expected <= {e.event_id for _, e in events}, timeout_seconds=30)
     seen = Counter(e.event_id for _, e in event_log.events)
     assert set(seen) == expected  # none missing, nothing foreign
     assert {e.patientId for _, e in event_log.events} == set(event_log.keys)

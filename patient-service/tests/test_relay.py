@@ -52,14 +52,14 @@ async def started(publisher: KafkaPublisher) -> None:
     async def ready() -> bool:
         return publisher.ready
 
-    await wait_until(ready, timeout_s=30)
+    await wait_until(ready, timeout_seconds=30)
 
 
 @pytest.fixture
 async def publisher(kafka: KafkaBroker) -> AsyncIterator[KafkaPublisher]:
     """A started KafkaPublisher on the test stack's broker."""
     publisher = KafkaPublisher(
-        bootstrap_servers=kafka.bootstrap, topic="patient", send_timeout_s=10, client_id="relay-test"
+        bootstrap_servers=kafka.bootstrap, topic="patient", send_timeout_seconds=10, client_id="relay-test"
     )
     await started(publisher)
     try:
@@ -91,7 +91,9 @@ async def test_two_relays_never_send_a_row_twice(
     engines = [create_async_engine(migrated_url) for _ in range(2)]
     publishers = [
         RecordingPublisher(
-            KafkaPublisher(bootstrap_servers=kafka.bootstrap, topic="patient", send_timeout_s=10, client_id=f"r{i}")
+            KafkaPublisher(
+                bootstrap_servers=kafka.bootstrap, topic="patient", send_timeout_seconds=10, client_id=f"r{i}"
+            )
         )
         for i in range(2)
     ]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from patient_service.db import metadata
 from patient_service.seed import demo_patients, seed_demo_patients
+from pm_common.database import schema_drift
 
 from .conftest import running_service, service_settings
 
@@ -19,13 +18,8 @@ FIRST_SEED = ("123e4567-e89b-12d3-a456-426614174000", "john.doe@example.com", "1
 LAST_SEED = ("223e4567-e89b-12d3-a456-426614174014", "isabella.walker@example.com", "1987-10-17", "2024-03-29")
 
 
-async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
-    def diff(connection: object) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})  # type: ignore[arg-type]
-        return list(compare_metadata(context, metadata))
-
-    async with engine.connect() as connection:
-        assert await connection.run_sync(diff) == []
+async def test_migrations_match_the_models(migrated_url: str) -> None:
+    assert await schema_drift(migrated_url, metadata) == []
 
 
 async def test_email_uniqueness_is_a_unique_index_on_lower_email(engine: AsyncEngine) -> None:
@@ -53,8 +47,8 @@ def test_the_packaged_seed_is_the_reference_data() -> None:
 
 
 async def test_seed_is_idempotent_and_emits_nothing(engine: AsyncEngine, migrated_url: str) -> None:
-    assert await seed_demo_patients(engine) == 15
-    assert await seed_demo_patients(engine) == 0
+    assert await seed_demo_patients(engine=engine) == 15
+    assert await seed_demo_patients(engine=engine) == 0
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM patients"))).scalar_one() == 15
         assert (await connection.execute(text("SELECT count(*) FROM outbox"))).scalar_one() == 0
@@ -80,7 +74,7 @@ async def test_seed_keeps_a_registered_patient_with_a_demo_email(engine: AsyncEn
             ),
             {"id": uuid.uuid4()},
         )
-    assert await seed_demo_patients(engine) == 14
+    assert await seed_demo_patients(engine=engine) == 14
     async with engine.connect() as connection:
         names = (
             await connection.execute(text("SELECT name FROM patients WHERE lower(email) = 'jane.smith@example.com'"))

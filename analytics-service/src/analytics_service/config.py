@@ -6,6 +6,8 @@ from pydantic import AliasChoices, Field
 
 from pm_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 
+SERVICE = "analytics-service"
+
 
 class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
     """Env: PORT (4002), DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID, ..."""
@@ -20,18 +22,21 @@ class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
         min_length=1,
     )
     consumer_batch_size: int = Field(default=500, validation_alias="CONSUMER_BATCH_SIZE", ge=1, le=5000)
-    consumer_poll_timeout_ms: int = Field(default=1000, validation_alias="CONSUMER_POLL_TIMEOUT_MS", ge=10)
+    consumer_poll_timeout_seconds: float = Field(default=1.0, validation_alias="CONSUMER_POLL_TIMEOUT_SECONDS", ge=0.01)
     # /health reports the consumer DOWN when its loop has not polled for this long (aio-libs/aiokafka#1037).
-    consumer_max_poll_age_s: float = Field(default=30.0, validation_alias="CONSUMER_MAX_POLL_AGE_S", gt=0)
+    consumer_max_poll_age_seconds: float = Field(default=30.0, validation_alias="CONSUMER_MAX_POLL_AGE_SECONDS", gt=0)
     # While Kafka has not been reached since start, /health stays UP for this long.
-    consumer_start_grace_s: float = Field(default=60.0, validation_alias="CONSUMER_START_GRACE_S", ge=0)
-    consumer_max_poll_interval_ms: int = Field(
-        default=300_000, validation_alias="CONSUMER_MAX_POLL_INTERVAL_MS", ge=10_000
+    consumer_start_grace_seconds: float = Field(default=60.0, validation_alias="CONSUMER_START_GRACE_SECONDS", ge=0)
+    consumer_max_poll_interval_seconds: float = Field(
+        default=300.0, validation_alias="CONSUMER_MAX_POLL_INTERVAL_SECONDS", ge=10
     )
-    consumer_session_timeout_ms: int = Field(default=30_000, validation_alias="CONSUMER_SESSION_TIMEOUT_MS", ge=6_000)
+    consumer_session_timeout_seconds: float = Field(
+        default=30.0, validation_alias="CONSUMER_SESSION_TIMEOUT_SECONDS", ge=6
+    )
     # Upper bound of the backoff between retries of a batch that could not be stored.
-    consumer_retry_max_delay_s: float = Field(default=10.0, validation_alias="CONSUMER_RETRY_MAX_DELAY_S", gt=0)
-    statement_timeout_ms: int = Field(default=10_000, validation_alias="DATABASE_STATEMENT_TIMEOUT_MS", ge=100)
+    consumer_retry_max_delay_seconds: float = Field(
+        default=10.0, validation_alias="CONSUMER_RETRY_MAX_DELAY_SECONDS", gt=0
+    )
     # Off: each batch saves the ping's BEGIN/SELECT/ROLLBACK; a batch that meets a dropped connection fails,
     # invalidates the pool and is read again after consumer_retry (bench/README.md has the restart test).
     database_pool_pre_ping: bool = Field(default=False, validation_alias="DATABASE_POOL_PRE_PING")

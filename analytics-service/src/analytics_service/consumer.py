@@ -20,16 +20,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from analytics_service.config import Settings
+from analytics_service.config import SERVICE, Settings
 from analytics_service.events.parsing import InvalidRecord, PatientEvent, Position, parse_record
 from analytics_service.events.service import record_batch, unseen_keys
 from pm_common.kafka import new_producer, start_with_retry
 
 log = logging.getLogger(__name__)
 
-COMMIT_TIMEOUT_S = 10.0
-DEAD_LETTER_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 15.0
+COMMIT_TIMEOUT_SECONDS = 10.0
+DEAD_LETTER_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 15.0
 
 State = Literal["starting", "running", "restarting", "stopped"]
 Batch = Mapping[TopicPartition, Sequence[Any]]  # aiokafka ConsumerRecords, grouped by partition
@@ -42,7 +42,7 @@ class ConsumerStatus:
     state: State
     healthy: bool
     problem: str | None
-    last_poll_age_s: float | None
+    last_poll_age_seconds: float | None
     assigned_partitions: list[str]
 
 
@@ -93,7 +93,7 @@ class EventConsumer:
             return
         if self.state != "running":  # still waiting for Kafka: nothing to finish
             task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
         if not done:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -108,19 +108,21 @@ class EventConsumer:
         assigned = _names(consumer.assignment()) if consumer is not None and self.state == "running" else []
         problem: str | None = None
         if self.state in ("starting", "restarting"):
-            if now - self._state_since > self._settings.consumer_start_grace_s:
+            if now - self._state_since > self._settings.consumer_start_grace_seconds:
                 problem = "Kafka not reachable"
         elif self.state == "stopped":
             problem = "consumer stopped"
-        elif age is None or age > self._settings.consumer_max_poll_age_s:
+        elif age is None or age > self._settings.consumer_max_poll_age_seconds:
             problem = "consumer has not polled recently"
-        elif self._failing_since is not None and now - self._failing_since > self._settings.consumer_max_poll_age_s:
+        elif (
+            self._failing_since is not None and now - self._failing_since > self._settings.consumer_max_poll_age_seconds
+        ):
             problem = "records cannot be stored"
         return ConsumerStatus(
             state=self.state,
             healthy=problem is None,
             problem=problem,
-            last_poll_age_s=age,
+            last_poll_age_seconds=age,
             assigned_partitions=assigned,
         )
 
@@ -140,21 +142,22 @@ class EventConsumer:
                 self._set_state("restarting")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-                delay = min(delay * 2, self._settings.consumer_retry_max_delay_s)
+                delay = min(delay * 2, self._settings.consumer_retry_max_delay_seconds)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self._settings
+        session_timeout_ms = round(s.consumer_session_timeout_seconds * 1000)
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
-            client_id="analytics-service",
+            client_id=SERVICE,
             group_id=s.kafka_group_id,
             enable_auto_commit=False,  # offsets are committed after the database write, never before
             auto_offset_reset="earliest",  # a new group counts everything still on the topic
             isolation_level="read_committed",
-            max_poll_interval_ms=s.consumer_max_poll_interval_ms,
-            session_timeout_ms=s.consumer_session_timeout_ms,
-            heartbeat_interval_ms=min(3000, s.consumer_session_timeout_ms // 3),
-            request_timeout_ms=max(40_000, s.consumer_session_timeout_ms + 5000),
+            max_poll_interval_ms=round(s.consumer_max_poll_interval_seconds * 1000),
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=min(3000, session_timeout_ms // 3),
+            request_timeout_ms=max(40_000, session_timeout_ms + 5000),
             retry_backoff_ms=500,  # also paces aiokafka's error lines while the broker is away
             metadata_max_age_ms=60_000,
         )
@@ -187,7 +190,7 @@ class EventConsumer:
         delay = 0.2
         while not self._stopping.is_set():
             batch: Batch = await consumer.getmany(
-                timeout_ms=s.consumer_poll_timeout_ms, max_records=s.consumer_batch_size
+                timeout_ms=round(s.consumer_poll_timeout_seconds * 1000), max_records=s.consumer_batch_size
             )
             self.last_poll_at = time.monotonic()
             if not batch:
@@ -201,13 +204,15 @@ class EventConsumer:
                 # Nothing of this batch was committed: read it again after a pause (the database or
                 # Kafka may be back by then); already stored records are skipped as duplicates.
                 self._failing_since = self._failing_since or time.monotonic()
-                log.warning("batch not stored, retrying", extra={"error": type(error).__name__, "retry_in_s": delay})
+                log.warning(
+                    "batch not stored, retrying", extra={"error": type(error).__name__, "retry_in_seconds": delay}
+                )
                 for tp, records in batch.items():
                     with contextlib.suppress(IllegalStateError):  # no longer ours after a rebalance
                         consumer.seek(tp, records[0].offset)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-                delay = min(delay * 2, s.consumer_retry_max_delay_s)
+                delay = min(delay * 2, s.consumer_retry_max_delay_seconds)
             else:
                 self._failing_since = None
                 delay = 0.2
@@ -240,7 +245,7 @@ class EventConsumer:
         """Send each record unchanged (value, key, headers) plus headers saying why and where it came from."""
         if not items:
             return
-        async with asyncio.timeout(DEAD_LETTER_TIMEOUT_S):
+        async with asyncio.timeout(DEAD_LETTER_TIMEOUT_SECONDS):
             deliveries = []
             for record, item in items:
                 headers = [
@@ -277,7 +282,7 @@ class EventConsumer:
         if not offsets:
             return
         try:
-            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+            async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
                 await consumer.commit(offsets)
         except Exception as error:  # CommitFailedError after a rebalance, Kafka down, timeout
             log.warning(

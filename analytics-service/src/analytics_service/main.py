@@ -1,58 +1,65 @@
-"""The analytics-service app: the summary API, health, and the Kafka consumer running in its lifespan."""
+"""analytics-service: the summary API, and the Kafka consumer that its lifespan runs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
-from analytics_service.config import Settings
+from analytics_service.config import SERVICE, Settings
 from analytics_service.consumer import EventConsumer
-from analytics_service.events.views import router as events_router
-from analytics_service.health import router as health_router
-from pm_common.database import create_engine
-from pm_common.http import install_http_basics
-from pm_common.server import tune_gc
+from analytics_service.events import views
+from pm_common.app import build_app
+from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
+from pm_common.health import health_router
 from pm_common.settings import load_settings
-
-SERVICE = "analytics-service"
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Engine and consumer live exactly as long as the app (one of each per uvicorn worker)."""
-    settings: Settings = app.state.settings
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        statement_timeout_ms=settings.statement_timeout_ms,
-        pre_ping=settings.database_pool_pre_ping,
-    )
-    consumer = EventConsumer(settings=settings, engine=engine)
-    app.state.engine = engine
-    app.state.consumer = consumer
-    consumer.start()  # returns at once: the service serves while Kafka is still unreachable
-    tune_gc()
-    try:
-        yield
-    finally:
-        await consumer.stop()
-        await engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; settings come from the environment when not given (uvicorn's factory call)."""
-    if settings is None:
-        settings = load_settings(Settings, SERVICE)
-    app = FastAPI(
-        title="analytics-service",
-        summary="Counts patient events from Kafka (each once) and serves the totals.",
-        version="1.0.0",
-        lifespan=lifespan,
+    """The app; the engine and the consumer live exactly as long as it (one of each per uvicorn worker)."""
+    settings = settings or load_settings(Settings, SERVICE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = engine_from(settings)
+        consumer = EventConsumer(settings=settings, engine=engine)
+        app.state.engine = engine
+        app.state.consumer = consumer
+        consumer.start()  # returns at once: the service serves while Kafka is still unreachable
+        try:
+            yield
+        finally:
+            await consumer.stop()
+            await engine.dispose()
+
+    health = health_router(
+        checks={"database": database_check, "kafka-consumer": _consumer_check},
+        details={"consumer": _consumer_details},
     )
-    app.state.settings = settings
-    install_http_basics(app)
-    app.include_router(events_router)
-    app.include_router(health_router)
-    return app
+    return build_app(
+        settings=settings,
+        title=SERVICE,
+        description="Counts patient events from Kafka (each once) and serves the totals.",
+        routers=[views.router, health],
+        lifespan=lifespan,
+        error_handlers=DATABASE_ERROR_HANDLERS,
+    )
+
+
+async def _consumer_check(request: Request) -> bool:
+    """The consumer polled within CONSUMER_MAX_POLL_AGE_SECONDS (or is still starting)."""
+    consumer: EventConsumer = request.app.state.consumer
+    return consumer.status().healthy
+
+
+async def _consumer_details(request: Request) -> dict[str, Any]:
+    consumer: EventConsumer = request.app.state.consumer
+    status = consumer.status()
+    return {
+        "state": status.state,
+        "problem": status.problem,
+        "lastPollAgeSeconds": status.last_poll_age_seconds,
+        "assignedPartitions": status.assigned_partitions,
+    }

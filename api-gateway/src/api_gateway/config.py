@@ -6,6 +6,8 @@ from pydantic import AliasChoices, Field, field_validator
 
 from pm_common.settings import JwtSettings, ServiceSettings
 
+SERVICE = "api-gateway"
+
 
 class Settings(ServiceSettings, JwtSettings):
     """Everything api-gateway reads from the environment (see README.md for the names)."""

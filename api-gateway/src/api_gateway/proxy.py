@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
@@ -21,7 +20,7 @@ from api_gateway.headers import client_response_headers, request_id_from, upstre
 from api_gateway.routes import Route, RouteTable, has_dot_segment
 from api_gateway.tokens import Identity, TokenVerifier, Unauthorized
 from api_gateway.upstreams import Upstreams
-from pm_common.http import MAX_BODY_BYTES
+from pm_common.http import MAX_BODY_BYTES, send_json
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -73,42 +72,39 @@ class Gateway:
         request_id = request_id_from(scope["headers"])
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         matched = self.routes.match(raw_path)
+        if matched is None:
+            await self._local(scope, receive, send, request_id)  # the app's access log records it
+            return
+        route, target = matched
         status = 500
-        route: Route | None = None
         try:
-            if matched is None:
-                status = await self._local(scope, receive, send, request_id)
-            else:
-                route, target = matched
-                status = await self._handle(scope, receive, send, route, target, request_id)
+            status = await self._handle(scope, receive, send, route, target, request_id)
         finally:
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "route": route.name if route else "gateway",
+                    "route": route.name,
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "request_id": request_id,
-                    "upstream": route.upstream if route else None,
+                    "upstream": route.upstream,
                 },
             )
 
-    async def _local(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+    async def _local(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """The gateway's own endpoints (and 404s), with X-Request-ID added to the answer."""
-        status = 500
         request_id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), request_id_header]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
-        return status
+        # The same id in the app's access line as in the answer, also when the gateway made it up.
+        headers = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"]
+        await self.app({**scope, "headers": [*headers, request_id_header]}, receive, send_with_id)
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, route: Route, target: bytes, request_id: str
@@ -278,13 +274,5 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 async def _send_json(
     send: Send, status: int, body: Any, request_id: str, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> int:
-    payload = orjson.dumps(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"x-request-id", request_id.encode()),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    await send_json(send, status, body, [(b"x-request-id", request_id.encode()), *(extra_headers or [])])
     return status

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pm_common.http import bearer_challenge
 from pm_common.tokens import InvalidTokenError, bearer_token, verify_token
 
 
@@ -24,7 +25,7 @@ class Unauthorized(Exception):
     def __init__(self, message: str, *, error: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+        self.challenge = bearer_challenge(error)
 
 
 class TokenVerifier:

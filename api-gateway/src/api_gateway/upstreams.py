@@ -40,12 +40,7 @@ class Upstreams:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=settings.upstream_pool_timeout_seconds + settings.upstream_connect_timeout_seconds,
-                sock_connect=settings.upstream_connect_timeout_seconds,
-                sock_read=settings.upstream_read_timeout_seconds,
-            ),
+            # No session-wide timeout: every call passes its route's (routes.py) or the readiness check's.
         )
 
     async def close(self) -> None:

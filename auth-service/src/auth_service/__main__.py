@@ -1,27 +1,21 @@
-"""Entry point: settings -> wait for PostgreSQL -> migrations -> demo seed -> serve."""
+"""Console script `auth-service`: wait for PostgreSQL, migrate, seed the demo user (dev/test), serve."""
 
 from __future__ import annotations
 
 from auth_service.auth.service import seed_demo_user
-from auth_service.config import Settings
-from pm_common.database import prepare_database
-from pm_common.logging import configure_logging
-from pm_common.server import serve
-from pm_common.settings import load_settings
-
-SERVICE = "auth-service"
+from auth_service.config import SERVICE, Settings
+from pm_common.database import database_prestart
+from pm_common.server import run_service
 
 
 def main() -> None:
-    """Run auth-service (the console script `auth-service`)."""
-    settings = load_settings(Settings, SERVICE)
-    configure_logging(SERVICE, settings.log_level)
-    prepare_database(
-        settings.database_url,
-        migrations="auth_service:migrations",
-        seed=(lambda engine: seed_demo_user(engine=engine)) if settings.seed_enabled else None,
+    """Run auth-service (the launcher and the Docker image both run this)."""
+    run_service(
+        name=SERVICE,
+        settings_type=Settings,
+        app_factory="auth_service.main:create_app",
+        prestart=database_prestart(migrations="auth_service:migrations", seed=seed_demo_user),
     )
-    serve("auth_service.main:create_app", settings=settings, service=SERVICE)
 
 
 if __name__ == "__main__":

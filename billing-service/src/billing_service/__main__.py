@@ -1,22 +1,20 @@
-"""Console script `billing-service`: wait for the database, migrate, then serve HTTP and gRPC."""
+"""Console script `billing-service`: wait for PostgreSQL, migrate, then serve HTTP and gRPC."""
 
 from __future__ import annotations
 
-from billing_service.config import Settings
-from pm_common.database import prepare_database
-from pm_common.logging import configure_logging
-from pm_common.server import serve
-from pm_common.settings import load_settings
-
-SERVICE = "billing-service"
+from billing_service.config import SERVICE, Settings
+from pm_common.database import database_prestart
+from pm_common.server import run_service
 
 
 def main() -> None:
-    """Prestart (database reachable, schema at head) and run uvicorn; the gRPC server lives in the lifespan."""
-    settings = load_settings(Settings, SERVICE)
-    configure_logging(SERVICE, settings.log_level)
-    prepare_database(settings.database_url, migrations="billing_service:migrations")
-    serve("billing_service.main:create_app", settings=settings, service=SERVICE)
+    """Run billing-service (the launcher and the Docker image both run this)."""
+    run_service(
+        name=SERVICE,
+        settings_type=Settings,
+        app_factory="billing_service.main:create_app",
+        prestart=database_prestart(migrations="billing_service:migrations"),
+    )
 
 
 if __name__ == "__main__":

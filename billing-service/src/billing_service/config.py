@@ -6,6 +6,8 @@ from pydantic import AliasChoices, Field
 
 from pm_common.settings import DatabaseSettings, ServiceSettings
 
+SERVICE = "billing-service"
+
 
 class Settings(ServiceSettings, DatabaseSettings):
     """Env: PORT (4001), GRPC_PORT (9001), DATABASE_URL, plus the shared pieces."""
@@ -20,6 +22,9 @@ class Settings(ServiceSettings, DatabaseSettings):
         lt=65536,
     )
     grpc_max_concurrent_rpcs: int = Field(default=200, validation_alias="GRPC_MAX_CONCURRENT_RPCS", ge=1)
-    grpc_grace_s: float = Field(default=5.0, validation_alias="GRPC_GRACE_S", ge=0)
-    health_check_interval_s: float = Field(default=5.0, validation_alias="HEALTH_CHECK_INTERVAL_S", gt=0)
-    statement_timeout_ms: int = Field(default=5_000, validation_alias="DATABASE_STATEMENT_TIMEOUT_MS", ge=100)
+    grpc_grace_seconds: float = Field(default=5.0, validation_alias="GRPC_GRACE_SECONDS", ge=0)
+    health_check_interval_seconds: float = Field(default=5.0, validation_alias="HEALTH_CHECK_INTERVAL_SECONDS", gt=0)
+    # An RPC's deadline is short (patient-service gives it 2 s): a statement must give up well before.
+    database_statement_timeout_seconds: float = Field(
+        default=5.0, validation_alias="DATABASE_STATEMENT_TIMEOUT_SECONDS", gt=0, le=600
+    )

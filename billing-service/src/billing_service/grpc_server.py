@@ -43,15 +43,15 @@ class GrpcServer:
         port: int,
         reuse_port: bool,
         max_concurrent_rpcs: int,
-        grace_s: float,
-        check_interval_s: float,
+        grace_seconds: float,
+        check_interval_seconds: float,
     ) -> None:
         self._engine = engine
         self._address = listen_address(host, port)
         self._reuse_port = reuse_port
         self._max_concurrent_rpcs = max_concurrent_rpcs
-        self._grace_s = grace_s
-        self._check_interval_s = check_interval_s
+        self._grace_seconds = grace_seconds
+        self._check_interval_seconds = check_interval_seconds
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._watcher: asyncio.Task[None] | None = None
@@ -109,7 +109,7 @@ class GrpcServer:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self._check_interval_s)
+            await asyncio.sleep(self._check_interval_seconds)
             await self.refresh()
 
     async def stop(self) -> None:
@@ -121,7 +121,7 @@ class GrpcServer:
                 await self._watcher
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
-            await self._server.stop(self._grace_s)
+            await self._server.stop(self._grace_seconds)
         if self._servicer is not None:
             await self._servicer.drain()
             log.info("grpc server stopped")

@@ -72,14 +72,14 @@ def start(
     return process.pid
 
 
-def stop(pid_file: Path, *, timeout_s: float = 20.0) -> bool:
-    """SIGTERM the process group in pid_file, SIGKILL it after timeout_s; True if one was running."""
+def stop(pid_file: Path, *, timeout_seconds: float = 20.0) -> bool:
+    """SIGTERM the process group in pid_file, SIGKILL it after timeout_seconds; True if one was running."""
     pid = read_pid(pid_file)
     if pid is None:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline and _group_alive(pid):
         _reap(pid)
         time.sleep(0.1)
@@ -110,9 +110,9 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def wait_http_ok(url: str, *, timeout_s: float, pid_file: Path | None = None) -> None:
+def wait_http_ok(url: str, *, timeout_seconds: float, pid_file: Path | None = None) -> None:
     """Poll url until it answers 200; fail early if the process behind pid_file has exited."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     last = "no answer"
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
@@ -126,16 +126,16 @@ def wait_http_ok(url: str, *, timeout_s: float, pid_file: Path | None = None) ->
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.2)
-    raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s ({last})")
+    raise TimeoutError(f"{url} not healthy after {timeout_seconds:.0f}s ({last})")
 
 
-def wait_port(port: int, *, timeout_s: float, pid_file: Path | None = None, host: str = "127.0.0.1") -> None:
+def wait_port(port: int, *, timeout_seconds: float, pid_file: Path | None = None, host: str = "127.0.0.1") -> None:
     """Wait until host:port accepts connections; fail early if the process has exited."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if port_open(port, host):
             return
         if pid_file is not None and read_pid(pid_file) is None:
             raise RuntimeError(f"port {port}: the process exited (see its log)")
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s:.0f}s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_seconds:.0f}s")

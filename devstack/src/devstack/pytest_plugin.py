@@ -4,6 +4,9 @@ Fixtures start what they provide on first use, once per test session, and stop i
 - `test_stack`: the Stack (ports, dirs, env_for/start_services/stop_service);
 - `postgres`: the running PostgresCluster; `database_url`: a fresh empty database per test;
 - `kafka`: the running KafkaBroker (tests may stop and start it; it is restarted if left stopped).
+
+Every test that uses none of them (and is not marked `integration`) is marked `unit`: `pytest -m unit`
+runs those alone, without PostgreSQL, Kafka or Java.
 """
 
 from __future__ import annotations
@@ -22,11 +25,23 @@ from devstack.postgres import PostgresCluster
 from devstack.stack import Ports, Stack
 
 _database_numbers = itertools.count(1)
+INFRASTRUCTURE_FIXTURES = frozenset({"test_stack", "postgres", "database_url", "kafka"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `unit` every test that needs no infrastructure fixture."""
+    for item in items:
+        needs = INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if not needs and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
-def test_stack() -> Iterator[Stack]:
+def test_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A stack on free ports in a temporary folder, in test mode; torn down after the session."""
+    if request.config.option.markexpr == "unit":
+        pytest.fail("a test marked `unit` asked for PostgreSQL, Kafka or the stack (request.getfixturevalue?)")
     state_dir = Path(tempfile.mkdtemp(prefix="pm-test-stack-"))
     stack = Stack(
         state_dir=state_dir,

@@ -148,7 +148,7 @@ class Stack:
         """Base URL of a service's HTTP port."""
         return f"http://127.0.0.1:{getattr(self.ports, service.port)}"
 
-    def start_services(self, services: Iterable[Service] | None = None, *, timeout_s: float = 90.0) -> None:
+    def start_services(self, services: Iterable[Service] | None = None, *, timeout_seconds: float = 90.0) -> None:
         """Start the services (each runs its migrations first) and wait until every /health is 200."""
         chosen = list(services) if services is not None else self.available()
         bin_dir = Path(sys.executable).parent
@@ -163,7 +163,9 @@ class Stack:
             )
         for service in chosen:
             process.wait_http_ok(
-                self.url(service) + service.health_path, timeout_s=timeout_s, pid_file=self.pid_file(service)
+                self.url(service) + service.health_path,
+                timeout_seconds=timeout_seconds,
+                pid_file=self.pid_file(service),
             )
 
     def stop_service(self, service: Service) -> None:
@@ -179,7 +181,7 @@ class Stack:
         return next(s for s in SERVICES if s.name == name)
 
     # -- whole stack ---------------------------------------------------------------------------
-    def up(self, *, timeout_s: float = 90.0) -> list[Service]:
+    def up(self, *, timeout_seconds: float = 90.0) -> list[Service]:
         """Everything, in order; safe to call again while it runs."""
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,7 @@ class Stack:
         self.start_kafka()
         print(f"kafka      ready on {self.kafka.bootstrap} ({time.monotonic() - started:.1f}s)", flush=True)
         services = self.available()
-        self.start_services(services, timeout_s=timeout_s)
+        self.start_services(services, timeout_seconds=timeout_seconds)
         print(f"services   healthy: {len(services)} ({time.monotonic() - started:.1f}s)", flush=True)
         return services
 

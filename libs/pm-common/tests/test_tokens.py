@@ -3,6 +3,7 @@
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -32,7 +33,9 @@ def test_expired_token_is_marked_expired() -> None:
 
 
 def _unsigned(header: dict[str, str], claims: dict[str, object]) -> str:
-    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
     return f"{part(header)}.{part(claims)}."
 
 

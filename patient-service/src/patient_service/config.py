@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Self
+from pydantic import AliasChoices, Field
 
-from pydantic import AliasChoices, Field, model_validator
+from pm_common.settings import DatabaseSettings, DemoDataSettings, KafkaSettings, ServiceSettings
 
-from pm_common.settings import DatabaseSettings, Environment, KafkaSettings, ServiceSettings
-
-SERVICE_NAME = "patient-service"
+SERVICE = "patient-service"
 
 
-class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
+class Settings(ServiceSettings, DatabaseSettings, KafkaSettings, DemoDataSettings):
     """Everything patient-service reads from its environment."""
 
     port: int = Field(default=4000, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
@@ -28,9 +26,6 @@ class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
     billing_service_grpc_port: int = Field(default=9001, validation_alias="BILLING_SERVICE_GRPC_PORT", gt=0, lt=65536)
     billing_deadline_seconds: float = Field(default=2.0, validation_alias="BILLING_DEADLINE_SECONDS", gt=0, le=60)
 
-    # None means "the environment decides": on in dev/test, off in production.
-    seed_demo_data: bool | None = Field(default=None, validation_alias="SEED_DEMO_DATA")
-
     patient_topic: str = Field(default="patient", validation_alias="PATIENT_TOPIC", min_length=1)
     outbox_relay_enabled: bool = Field(default=True, validation_alias="OUTBOX_RELAY_ENABLED")
     outbox_batch_size: int = Field(default=100, validation_alias="OUTBOX_BATCH_SIZE", ge=1, le=1000)
@@ -44,17 +39,6 @@ class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
         default=30.0, validation_alias="OUTBOX_MAX_BACKOFF_SECONDS", gt=0, le=3600
     )
     kafka_send_timeout_seconds: float = Field(default=10.0, validation_alias="KAFKA_SEND_TIMEOUT_SECONDS", gt=0, le=300)
-
-    @model_validator(mode="after")
-    def _refuse_demo_data_in_production(self) -> Self:
-        if self.environment is Environment.PRODUCTION and self.seed_demo_data:
-            raise ValueError("SEED_DEMO_DATA=true is refused in production (the 15 demo patients are test data)")
-        return self
-
-    @property
-    def seed_enabled(self) -> bool:
-        """Whether prestart inserts the demo patients: SEED_DEMO_DATA, else on in dev/test only."""
-        return self.is_dev if self.seed_demo_data is None else self.seed_demo_data
 
     @property
     def billing_target(self) -> str:

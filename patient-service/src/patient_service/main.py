@@ -1,46 +1,42 @@
-"""The FastAPI application of patient-service: create_app() builds it; the lifespan owns every client."""
+"""patient-service: patient CRUD, and the outbox relays (to Kafka and to billing) that its lifespan runs."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
-from patient_service import health
-from patient_service.config import SERVICE_NAME, Settings
+from patient_service.config import SERVICE, Settings
 from patient_service.outbox.billing import BillingPublisher
 from patient_service.outbox.kafka import KafkaPublisher
 from patient_service.outbox.relay import OutboxRelay, OutboxSignal
-from patient_service.patients import views as patient_views
+from patient_service.patients import views
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
-from pm_common.database import create_engine
-from pm_common.http import install_http_basics
-from pm_common.server import tune_gc
+from pm_common.app import build_app
+from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
+from pm_common.health import health_router
 from pm_common.settings import load_settings
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for one worker process (uvicorn calls this factory in each worker)."""
-    settings = settings if settings is not None else load_settings(Settings, SERVICE_NAME)
+    settings = settings or load_settings(Settings, SERVICE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.database_url, pool_size=settings.database_pool_size, pre_ping=settings.database_pool_pre_ping
-        )
+        engine = engine_from(settings)
         kafka = KafkaPublisher(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.patient_topic,
-            send_timeout_s=settings.kafka_send_timeout_seconds,
-            client_id=SERVICE_NAME,
+            send_timeout_seconds=settings.kafka_send_timeout_seconds,
+            client_id=SERVICE,
         )
-        billing = BillingPublisher(target=settings.billing_target, deadline_s=settings.billing_deadline_seconds)
+        billing = BillingPublisher(target=settings.billing_target, deadline_seconds=settings.billing_deadline_seconds)
         relays: list[OutboxRelay] = []
         if settings.outbox_relay_enabled:
             kafka.start()  # connects in the background: the service serves (and queues events) while Kafka is down
@@ -50,24 +46,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     engine=engine,
                     publisher=publisher,
                     batch_size=settings.outbox_batch_size,
-                    poll_interval_s=settings.outbox_poll_interval_seconds,
-                    initial_backoff_s=settings.outbox_initial_backoff_seconds,
-                    max_backoff_s=settings.outbox_max_backoff_seconds,
+                    poll_interval_seconds=settings.outbox_poll_interval_seconds,
+                    initial_backoff_seconds=settings.outbox_initial_backoff_seconds,
+                    max_backoff_seconds=settings.outbox_max_backoff_seconds,
                 )
                 for publisher in (kafka, billing)
             ]
         tasks = [asyncio.create_task(relay.run(), name=f"outbox-relay-{relay.destination}") for relay in relays]
-        app.state.settings = settings
         app.state.engine = engine
         # Reads are single statements: in autocommit they skip BEGIN and ROLLBACK (two of their round trips).
         # Same pool and connections; SQLAlchemy sets and resets the mode on checkout.
         app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.kafka = kafka
         app.state.billing = billing
-        app.state.relays = relays
-        app.state.relays_enabled = settings.outbox_relay_enabled
         app.state.outbox_signal = OutboxSignal(relays)
-        tune_gc()
         try:
             yield
         finally:
@@ -78,17 +70,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await billing.close()
             await engine.dispose()
 
-    app = FastAPI(
-        title="patient-service",
-        version="1.0.0",
+    health = health_router(
+        checks={"database": database_check},
+        info={"outbox": _outbox_backlog, "kafka": _relay_state("kafka"), "billing": _relay_state("billing")},
+    )
+    app = build_app(
+        settings=settings,
+        title=SERVICE,
         description="Patient records. Changes reach Kafka topic `patient` and billing-service through an outbox.",
+        routers=[views.router, health],
         lifespan=lifespan,
+        error_handlers=DATABASE_ERROR_HANDLERS,
+        field_overrides=MISSING_FIELD_MESSAGES,
+        invalid_path_message="Invalid patient id",
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.
         redirect_slashes=False,
     )
-    app.include_router(patient_views.router)
-    app.include_router(health.router)
-    install_http_basics(app, field_overrides=MISSING_FIELD_MESSAGES, invalid_path_message="Invalid patient id")
 
     @app.get("/v3/api-docs", include_in_schema=False)
     async def openapi_at_original_path() -> JSONResponse:
@@ -96,3 +93,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(app.openapi())
 
     return app
+
+
+_BACKLOG = text(
+    """
+    SELECT
+      (SELECT count(*) FROM outbox WHERE state = 'PENDING') AS pending,
+      (SELECT extract(epoch FROM now() - min(created_at)) FROM outbox WHERE state = 'PENDING') AS oldest_seconds,
+      (SELECT count(*) FROM outbox WHERE state = 'PARKED') AS parked
+    """
+)
+
+
+async def _outbox_backlog(request: Request) -> dict[str, Any] | None:
+    """Rows waiting for delivery, the age of the oldest, and rows parked as poison (None: database down)."""
+    try:
+        async with asyncio.timeout(2.0), request.app.state.engine.connect() as connection:
+            backlog = (await connection.execute(_BACKLOG)).one()
+    except Exception:  # the database check beside this one reports the outage
+        return None
+    return {
+        "pending": int(backlog.pending),
+        "oldestPendingSeconds": round(float(backlog.oldest_seconds or 0.0), 3),
+        "parked": int(backlog.parked),
+    }
+
+
+def _relay_state(name: str) -> Any:
+    async def state(request: Request) -> str:
+        settings: Settings = request.app.state.settings
+        return getattr(request.app.state, name).state if settings.outbox_relay_enabled else "DISABLED"
+
+    return state

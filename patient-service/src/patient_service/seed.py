@@ -35,7 +35,7 @@ def demo_patients() -> list[dict[str, Any]]:
     ]
 
 
-async def seed_demo_patients(engine: AsyncEngine) -> int:
+async def seed_demo_patients(*, engine: AsyncEngine) -> int:
     """Insert the demo patients that are missing (by id or email); return how many were inserted.
 
     No outbox rows: these are demo data, not registrations, so no PATIENT_CREATED event and no billing

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from analytics_service.events.models import EventCount, InvalidEventCount, ProcessedEvent
+from analytics_service.events.models import event_counts, invalid_event_counts, processed_events
 from analytics_service.events.parsing import EVENT_TYPES, InvalidRecord, PatientEvent
 
 
@@ -51,7 +51,9 @@ async def unseen_keys(engine: AsyncEngine, *, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
     async with engine.connect() as connection:
-        seen = await connection.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(keys)))
+        seen = await connection.scalars(
+            select(processed_events.c.event_id).where(processed_events.c.event_id.in_(keys))
+        )
         return set(keys) - set(seen)
 
 
@@ -74,10 +76,10 @@ async def record_batch(
         for item in items
     ]
     remember = (
-        insert(ProcessedEvent)
+        insert(processed_events)
         .values(rows)
-        .on_conflict_do_nothing(index_elements=[ProcessedEvent.event_id])
-        .returning(ProcessedEvent.event_id)
+        .on_conflict_do_nothing(index_elements=[processed_events.c.event_id])
+        .returning(processed_events.c.event_id)
     )
     async with engine.begin() as connection:
         new_keys = set(await connection.scalars(remember))
@@ -90,28 +92,31 @@ async def record_batch(
                 current = latest.get(event.event_type)
                 if event.occurred_at is not None and (current is None or event.occurred_at > current):
                     latest[event.event_type] = event.occurred_at
-            upsert = insert(EventCount).values(
+            upsert = insert(event_counts).values(
                 [{"event_type": t, "count": n, "last_event_at": latest.get(t)} for t, n in sorted(per_type.items())]
             )
             await connection.execute(
                 upsert.on_conflict_do_update(
-                    index_elements=[EventCount.event_type],
+                    index_elements=[event_counts.c.event_type],
                     set_={
-                        "count": EventCount.count + upsert.excluded.count,
+                        "count": event_counts.c.count + upsert.excluded.count,
                         # GREATEST ignores NULLs: an event without a time keeps the previous latest.
-                        "last_event_at": func.greatest(EventCount.last_event_at, upsert.excluded.last_event_at),
+                        "last_event_at": func.greatest(event_counts.c.last_event_at, upsert.excluded.last_event_at),
                     },
                 )
             )
         if new_invalid:
             per_reason = Counter(str(i.reason) for i in new_invalid)
-            upsert = insert(InvalidEventCount).values(
+            upsert = insert(invalid_event_counts).values(
                 [{"reason": r, "count": n, "last_at": func.now()} for r, n in sorted(per_reason.items())]
             )
             await connection.execute(
                 upsert.on_conflict_do_update(
-                    index_elements=[InvalidEventCount.reason],
-                    set_={"count": InvalidEventCount.count + upsert.excluded.count, "last_at": upsert.excluded.last_at},
+                    index_elements=[invalid_event_counts.c.reason],
+                    set_={
+                        "count": invalid_event_counts.c.count + upsert.excluded.count,
+                        "last_at": upsert.excluded.last_at,
+                    },
                 )
             )
     return BatchResult(
@@ -126,10 +131,12 @@ async def summary(engine: AsyncEngine) -> Summary:
         await connection.execution_options(isolation_level="REPEATABLE READ")
         counts = (
             await connection.execute(
-                select(EventCount.event_type, EventCount.count.label("n"), EventCount.last_event_at)
+                select(event_counts.c.event_type, event_counts.c.count.label("n"), event_counts.c.last_event_at)
             )
         ).all()
-        invalid = (await connection.execute(select(func.coalesce(func.sum(InvalidEventCount.count), 0)))).scalar_one()
+        invalid = (
+            await connection.execute(select(func.coalesce(func.sum(invalid_event_counts.c.count), 0)))
+        ).scalar_one()
     by_type = dict.fromkeys(EVENT_TYPES, 0)
     by_type.update({row.event_type: int(row.n) for row in counts})
     times = [row.last_event_at for row in counts if row.last_event_at is not None]

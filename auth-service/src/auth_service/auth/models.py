@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+from sqlalchemy import Column, DateTime, Index, String, Table, func, text
+from sqlalchemy.dialects.postgresql import UUID
 
-from sqlalchemy import DateTime, Index, MetaData, String, func, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from pm_common.database import new_metadata
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+metadata = new_metadata()
 
-
-class Base(DeclarativeBase):
-    """Declarative base whose metadata Alembic compares against."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class User(Base):
-    """Someone who can log in; `password_hash` is an argon2 or bcrypt hash in PHC/modular-crypt form."""
-
-    __tablename__ = "users"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
-    email: Mapped[str] = mapped_column(String(255))
-    password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
+# Someone who can log in; `password_hash` is an argon2 or bcrypt hash in PHC/modular-crypt form.
+users = Table(
+    "users",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("email", String(255), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(50), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 
 # Emails are unique without regard to case, and login looks them up by lower(email).
-Index("uq_users_email_lower", func.lower(User.email), unique=True)
+Index("uq_users_email_lower", func.lower(users.c.email), unique=True)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_service.auth.models import User
+from auth_service.auth.models import users
 from auth_service.auth.passwords import Passwords
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ async def authenticate(*, engine: AsyncEngine, passwords: Passwords, email: str,
     async with engine.connect() as connection:
         row = (
             await connection.execute(
-                select(User.id, User.email, User.password_hash, User.role).where(
-                    func.lower(User.email) == func.lower(email)
+                select(users.c.id, users.c.email, users.c.password_hash, users.c.role).where(
+                    func.lower(users.c.email) == func.lower(email)
                 )
             )
         ).one_or_none()
@@ -58,7 +58,7 @@ async def _replace_hash(*, engine: AsyncEngine, user_id: uuid.UUID, old_hash: st
     """Store an upgraded hash unless a concurrent login already did (compare-and-set on the old one)."""
     async with engine.begin() as connection:
         result = await connection.execute(
-            update(User).where(User.id == user_id, User.password_hash == old_hash).values(password_hash=new_hash)
+            update(users).where(users.c.id == user_id, users.c.password_hash == old_hash).values(password_hash=new_hash)
         )
     if result.rowcount:
         log.info("password hash upgraded", extra={"user_id": str(user_id)})
@@ -68,7 +68,7 @@ async def seed_demo_user(*, engine: AsyncEngine) -> bool:
     """Insert the demo user unless it (or its email) exists; True when a row was inserted."""
     async with engine.begin() as connection:
         result = await connection.execute(
-            insert(User)
+            insert(users)
             .values(id=DEMO_USER_ID, email=DEMO_USER_EMAIL, password_hash=DEMO_USER_BCRYPT_HASH, role=DEMO_USER_ROLE)
             .on_conflict_do_nothing()
         )

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from sqlalchemy import Column, DateTime, String, Table, func
 
-from sqlalchemy import DateTime, MetaData, String, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from pm_common.database import new_metadata
 
 PATIENT_ID_MAX = 255
 NAME_MAX = 255
 EMAIL_MAX = 255
 
+metadata = new_metadata()
 
-class Base(DeclarativeBase):
-    """Declarative base whose metadata Alembic compares against the migrations."""
-
-    metadata = MetaData(
-        naming_convention={
-            "pk": "pk_%(table_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "ix": "ix_%(table_name)s_%(column_0_name)s",
-        }
-    )
-
-
-class BillingAccount(Base):
-    """One account per patient; patient_id is kept exactly as the caller sent it."""
-
-    __tablename__ = "billing_accounts"
-
-    patient_id: Mapped[str] = mapped_column(String(PATIENT_ID_MAX), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(32))
+# One account per patient; patient_id is kept exactly as the caller sent it.
+billing_accounts = Table(
+    "billing_accounts",
+    metadata,
+    Column("patient_id", String(PATIENT_ID_MAX), primary_key=True),
+    Column("account_id", String(64), nullable=False, unique=True),
+    Column("status", String(32), nullable=False),
     # Name and email as received (billing needs them); never logged.
-    name: Mapped[str] = mapped_column(String(NAME_MAX))
-    email: Mapped[str] = mapped_column(String(EMAIL_MAX))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-metadata = Base.metadata
+    Column("name", String(NAME_MAX), nullable=False),
+    Column("email", String(EMAIL_MAX), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

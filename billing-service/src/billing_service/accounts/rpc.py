@@ -70,7 +70,7 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
         while PostgreSQL still runs (and waits on locks for) its statement. The database work therefore
         runs in its own task, shielded, under the same deadline, and cancels its statement cleanly.
         """
-        work = asyncio.create_task(self._within(query, timeout_s=context.time_remaining()))
+        work = asyncio.create_task(self._within(query, timeout_seconds=context.time_remaining()))
         self._work.add(work)
         work.add_done_callback(self._finished)
         try:
@@ -93,8 +93,8 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
         raise AssertionError("unreachable: context.abort raises")
 
     @staticmethod
-    async def _within(query: Callable[[], Awaitable[T]], *, timeout_s: float | None) -> T:
-        deadline = asyncio.timeout(timeout_s)  # None (the caller sent no deadline) means no limit
+    async def _within(query: Callable[[], Awaitable[T]], *, timeout_seconds: float | None) -> T:
+        deadline = asyncio.timeout(timeout_seconds)  # None (the caller sent no deadline) means no limit
         try:
             async with deadline:
                 return await query()

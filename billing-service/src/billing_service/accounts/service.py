@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_service.accounts.models import EMAIL_MAX, NAME_MAX, PATIENT_ID_MAX, BillingAccount
+from billing_service.accounts.models import EMAIL_MAX, NAME_MAX, PATIENT_ID_MAX, billing_accounts
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,10 @@ async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: s
     """Return the patient's account, creating it on the first call; safe under concurrent and repeated calls."""
     validate_request(patient_id=patient_id, name=name, email=email)
     insert_new = (
-        insert(BillingAccount)
+        insert(billing_accounts)
         .values(patient_id=patient_id, account_id=new_account_id(), status=STATUS_ACTIVE, name=name, email=email)
-        .on_conflict_do_nothing(index_elements=[BillingAccount.patient_id])
-        .returning(BillingAccount.account_id, BillingAccount.status)
+        .on_conflict_do_nothing(index_elements=[billing_accounts.c.patient_id])
+        .returning(billing_accounts.c.account_id, billing_accounts.c.status)
     )
     async with engine.begin() as connection:
         row = (await connection.execute(insert_new)).one_or_none()
@@ -73,7 +73,9 @@ async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: s
         # sees the committed row, also when both calls raced.
         existing = (
             await connection.execute(
-                select(BillingAccount.account_id, BillingAccount.status).where(BillingAccount.patient_id == patient_id)
+                select(billing_accounts.c.account_id, billing_accounts.c.status).where(
+                    billing_accounts.c.patient_id == patient_id
+                )
             )
         ).one()
     log.info("billing account exists", extra={"patient_id": patient_id, "account_id": existing.account_id})
@@ -83,7 +85,9 @@ async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: s
 async def find_account(engine: AsyncEngine, *, patient_id: str) -> Account | None:
     """The patient's account, or None when none was created yet."""
     _check_patient_id(patient_id)
-    query = select(BillingAccount.account_id, BillingAccount.status).where(BillingAccount.patient_id == patient_id)
+    query = select(billing_accounts.c.account_id, billing_accounts.c.status).where(
+        billing_accounts.c.patient_id == patient_id
+    )
     async with engine.connect() as connection:
         row = (await connection.execute(query)).one_or_none()
     return None if row is None else Account(account_id=row.account_id, status=row.status, created=False)

@@ -133,18 +133,18 @@ class KafkaBroker:
         """True when the broker process of pid_file is alive."""
         return process.read_pid(self.pid_file) is not None
 
-    def start(self, *, timeout_s: float = 90.0) -> None:
+    def start(self, *, timeout_seconds: float = 90.0) -> None:
         """kafka-server-start.sh: start the broker (or keep it) and wait until the topics exist."""
         self.format()
         process.start(self._java("kafka.Kafka", str(self.config_file)), pid_file=self.pid_file, log_file=self.log_file)
-        process.wait_port(self.port, timeout_s=timeout_s, pid_file=self.pid_file)
+        process.wait_port(self.port, timeout_seconds=timeout_seconds, pid_file=self.pid_file)
         # In a thread of its own, so that start() also works where an event loop already runs (async tests).
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, create_topics(self.bootstrap, timeout_s=timeout_s)).result()
+            pool.submit(asyncio.run, create_topics(self.bootstrap, timeout_seconds=timeout_seconds)).result()
 
     def stop(self) -> None:
         """Stop the broker by pid (controlled shutdown on SIGTERM)."""
-        process.stop(self.pid_file, timeout_s=30.0)
+        process.stop(self.pid_file, timeout_seconds=30.0)
 
 
 def _cluster_id() -> str:
@@ -152,9 +152,9 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-async def create_topics(bootstrap: str, *, timeout_s: float = 60.0) -> None:
+async def create_topics(bootstrap: str, *, timeout_seconds: float = 60.0) -> None:
     """Create the project's topics if missing; retries while the broker finishes starting."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         try:

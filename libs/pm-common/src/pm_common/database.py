@@ -1,4 +1,4 @@
-"""The async engine, the wait-for-database step and Alembic's env for every service with a database."""
+"""The database half of the kit (extra `db`): engine, metadata, prestart, health check, error handlers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,44 @@ import asyncio
 import logging
 import multiprocessing
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
+import asyncpg
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from pm_common.http import ErrorHandler, unexpected_error
+from pm_common.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
+
+# One naming convention for every service's tables, so that Alembic names constraints and indexes alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """The MetaData a service's tables register on (and Alembic compares against)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
 
 # SQLSTATE classes that mean "the database cannot serve right now": connection exception (08), transaction
 # rollback (40: serialization failure, deadlock), insufficient resources (53), object not in prerequisite
@@ -38,7 +67,7 @@ def database_unavailable(error: BaseException) -> bool:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000, pre_ping: bool = True
+    url: str, *, pool_size: int = 10, statement_timeout_seconds: float = 10.0, pre_ping: bool = True
 ) -> AsyncEngine:
     """An asyncpg engine whose every statement and connect attempt has a time limit.
 
@@ -55,35 +84,68 @@ def create_engine(
         hide_parameters=True,  # exception texts never carry bound values (patient data) into logs
         connect_args={
             "timeout": 5,
-            "command_timeout": statement_timeout_ms / 1000,
-            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            "command_timeout": statement_timeout_seconds,
+            "server_settings": {"statement_timeout": str(round(statement_timeout_seconds * 1000))},
         },
     )
 
 
-async def wait_for_database(url: str, *, timeout_s: float = 60.0) -> None:
-    """Return once PostgreSQL accepts a query; raise after timeout_s (a service starting before it)."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
+def engine_from(settings: DatabaseSettings) -> AsyncEngine:
+    """The service's engine, sized and timed by its DATABASE_* settings."""
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
+        pre_ping=settings.database_pool_pre_ping,
+    )
+
+
+async def wait_for_database(url: str, *, timeout_seconds: float = 60.0) -> None:
+    """Return once PostgreSQL accepts a query; raise after timeout_seconds (a service starting before it)."""
     engine = create_async_engine(url, poolclass=pool.NullPool, connect_args={"timeout": 5})
     try:
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),  # refused, starting up, bad DNS: all mean "not ready yet"
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            stop=stop_after_delay(timeout_seconds),
+            before_sleep=_log_wait,
+        ):
+            with attempt:
                 async with engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
-                return
-            except Exception as exc:  # any failure to connect or query means "not ready yet"
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"database not reachable after {timeout_s:.0f}s: {exc}") from exc
-                log.info("waiting for database", extra={"error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise TimeoutError(f"database not reachable after {timeout_seconds:.0f}s: {type(last).__name__}") from last
     finally:
         await engine.dispose()
 
 
+def _log_wait(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.info("waiting for database", extra={"error": type(error).__name__})
+
+
 # How long the migration child process of prepare_database() may take (a lock held by another migration...).
-MIGRATION_TIMEOUT_S = 600.0
+MIGRATION_TIMEOUT_SECONDS = 600.0
+
+
+class Seed(Protocol):
+    """Inserts a service's demo rows (idempotently)."""
+
+    def __call__(self, *, engine: AsyncEngine) -> Awaitable[object]: ...
+
+
+def database_prestart(*, migrations: str, seed: Seed | None = None) -> Callable[[DatabaseSettings], None]:
+    """The prestart step of a service with a database: wait, migrate, then seed where demo data is on."""
+
+    def prestart(settings: DatabaseSettings) -> None:
+        # DemoDataSettings.seed_enabled, where the service's settings have that piece.
+        seeding = seed is not None and bool(getattr(settings, "seed_enabled", False))
+        if seed is not None and not seeding:
+            log.info("demo data not seeded (SEED_DEMO_DATA off)")
+        prepare_database(settings.database_url, migrations=migrations, seed=seed if seeding else None)
+
+    return prestart
 
 
 def upgrade_database(url: str, *, script_location: str) -> None:
@@ -98,9 +160,7 @@ def upgrade_database(url: str, *, script_location: str) -> None:
     command.upgrade(config, "head")
 
 
-def prepare_database(
-    url: str, *, migrations: str, seed: Callable[[AsyncEngine], Awaitable[object]] | None = None
-) -> None:
+def prepare_database(url: str, *, migrations: str, seed: Seed | None = None) -> None:
     """Once per start, before uvicorn forks its workers: wait for PostgreSQL, migrate to head, then seed.
 
     The migration runs in a short-lived forked child, so that the server process never imports Alembic,
@@ -123,19 +183,21 @@ def _upgrade_in_child_process(url: str, *, script_location: str) -> None:
         target=upgrade_database, args=(url,), kwargs={"script_location": script_location}, name="migrations"
     )
     child.start()
-    child.join(MIGRATION_TIMEOUT_S)
+    child.join(MIGRATION_TIMEOUT_SECONDS)
     if child.is_alive():
         child.kill()
         child.join()
-        raise TimeoutError(f"database migrations ({script_location}) did not finish within {MIGRATION_TIMEOUT_S:.0f}s")
+        raise TimeoutError(
+            f"database migrations ({script_location}) did not finish within {MIGRATION_TIMEOUT_SECONDS:.0f}s"
+        )
     if child.exitcode != 0:
         raise RuntimeError(f"database migrations ({script_location}) failed (exit code {child.exitcode}, see above)")
 
 
-async def _seed(url: str, seed: Callable[[AsyncEngine], Awaitable[object]]) -> None:
+async def _seed(url: str, seed: Seed) -> None:
     engine = create_engine(url, pool_size=1)
     try:
-        await seed(engine)
+        await seed(engine=engine)
     finally:
         await engine.dispose()
 
@@ -169,11 +231,49 @@ def run_migrations(target_metadata: MetaData | None) -> None:
         asyncio.run(run_async())
 
 
-async def database_answers(engine: AsyncEngine, *, timeout_s: float = 2.0) -> bool:
-    """True when PostgreSQL answers `SELECT 1` within timeout_s (the check behind every /health)."""
+async def database_answers(engine: AsyncEngine, *, timeout_seconds: float = 2.0) -> bool:
+    """True when PostgreSQL answers `SELECT 1` within timeout_seconds (the check behind every /health)."""
     try:
-        async with asyncio.timeout(timeout_s), engine.connect() as connection:
+        async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception:  # refused, timed out, bad credentials: all mean "cannot serve now"
         return False
     return True
+
+
+async def database_check(request: Request) -> bool:
+    """The health check of `app.state.engine`."""
+    engine: AsyncEngine = request.app.state.engine
+    return await database_answers(engine)
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await unexpected_error(request, exc)
+    log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
+    return JSONResponse({"message": "Service temporarily unavailable"}, status_code=503)
+
+
+# What the database layer raises: what database_unavailable() recognises is a 503 (the client did nothing
+# wrong and may retry); the rest a logged 500.
+DATABASE_ERROR_HANDLERS: Mapping[type[Exception], ErrorHandler] = {
+    error_type: _on_database_error
+    for error_type in (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError, TimeoutError)
+}
+
+
+async def schema_drift(url: str, metadata: MetaData) -> list[object]:
+    """What differs between the database at `url` and `metadata` (empty once the migrations match the models)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    def compare(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await engine.dispose()

@@ -6,7 +6,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -21,15 +21,7 @@ REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("access")
 log = logging.getLogger(__name__)
 
-
-def database_errors() -> tuple[type[Exception], ...]:
-    """What the database layer raises. Those database_unavailable() recognises are a 503 (the client did
-    nothing wrong and may retry); the rest a logged 500. Imported on use: the gateway has no database and
-    saves SQLAlchemy and asyncpg (~15 MiB of RSS)."""
-    import asyncpg
-    from sqlalchemy import exc as sa_exc
-
-    return (sa_exc.SQLAlchemyError, asyncpg.PostgresError, OSError, TimeoutError)
+ErrorHandler = Callable[[Request, Any], Awaitable[JSONResponse]]
 
 
 class DomainError(Exception):
@@ -68,13 +60,13 @@ def install_error_handlers(
     *,
     field_overrides: Mapping[str, Mapping[str, str]] | None = None,
     invalid_path_message: str | None = None,
-    database: bool = True,
+    error_handlers: Mapping[type[Exception], ErrorHandler] | None = None,
 ) -> None:
     """Map every error to the one shape: `{"message"}`, or `{field: message}` for invalid bodies.
 
     400 for bad JSON, bad bodies and bad path/query parameters; DomainError as it says; 404/405 from
-    routing; 503 while the database is unreachable; anything unexpected a logged 500 (never a stack
-    trace or request data in the answer).
+    routing; `error_handlers` for what a service adds (the database's 503); anything unexpected a logged
+    500 (never a stack trace or request data in the answer).
     """
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,33 +90,32 @@ def install_error_handlers(
         message = "Malformed JSON request" if exc.status_code == 400 else str(exc.detail)
         return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
 
-    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        from pm_common.database import database_unavailable
-
-        if not database_unavailable(exc):
-            return await on_unexpected_error(request, exc)
-        log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
-        return JSONResponse({"message": "Service temporarily unavailable"}, status_code=503)
-
-    async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        # The frames, not the message: an exception's text may quote request data.
-        log.error(
-            "unhandled error",
-            extra={
-                "error": type(exc).__name__,
-                "path": request.url.path,
-                "frames": traceback.format_tb(exc.__traceback__),
-            },
-        )
-        return JSONResponse({"message": "Internal server error"}, status_code=500)
-
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
-    if database:
-        for error_type in database_errors():
-            app.add_exception_handler(error_type, on_database_error)
-    app.add_exception_handler(Exception, on_unexpected_error)
+    for error_type, handler in (error_handlers or {}).items():
+        app.add_exception_handler(error_type, handler)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A logged 500 without a stack trace or request data in the answer."""
+    # The frames, not the message: an exception's text may quote request data.
+    log.error(
+        "unhandled error",
+        extra={"error": type(exc).__name__, "path": request.url.path, "frames": traceback.format_tb(exc.__traceback__)},
+    )
+    return JSONResponse({"message": "Internal server error"}, status_code=500)
+
+
+def unauthorized(message: str, *, error: str | None = None) -> JSONResponse:
+    """401 `{"message"}` with the RFC 6750 challenge (`error="invalid_token"` when a token was sent)."""
+    return JSONResponse({"message": message}, status_code=401, headers={"WWW-Authenticate": bearer_challenge(error)})
+
+
+def bearer_challenge(error: str | None) -> str:
+    """The WWW-Authenticate value of a 401 for a bearer-token route."""
+    return "Bearer" if error is None else f'Bearer error="{error}"'
 
 
 def install_http_basics(
@@ -132,9 +123,12 @@ def install_http_basics(
     *,
     field_overrides: Mapping[str, Mapping[str, str]] | None = None,
     invalid_path_message: str | None = None,
+    error_handlers: Mapping[type[Exception], ErrorHandler] | None = None,
 ) -> None:
     """What every service's FastAPI app has: the error handlers, the 1 MiB body limit, the access log."""
-    install_error_handlers(app, field_overrides=field_overrides, invalid_path_message=invalid_path_message)
+    install_error_handlers(
+        app, field_overrides=field_overrides, invalid_path_message=invalid_path_message, error_handlers=error_handlers
+    )
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(AccessLogMiddleware)  # added last, so outermost: it also sees the 413s
 
@@ -159,7 +153,7 @@ class BodySizeLimitMiddleware:
         if length is not None:
             # The server (httptools/h11) has already refused a malformed Content-Length.
             if int(length) > self.max_bytes:
-                await _send_json(send, 413, {"message": "Request body too large"})
+                await send_json(send, 413, {"message": "Request body too large"})
                 return
             await self.app(scope, receive, send)
             return
@@ -175,7 +169,7 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_json(send, 413, {"message": "Request body too large"})
+                await send_json(send, 413, {"message": "Request body too large"})
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -230,13 +224,13 @@ class AccessLogMiddleware:
             )
 
 
-async def _send_json(send: Send, status: int, body: Any) -> None:
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer a raw ASGI request with a JSON body (for middlewares that run before the app)."""
     payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
+    start_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
     await send({"type": "http.response.body", "body": payload})

@@ -1,12 +1,12 @@
-"""Kafka clients configured the way this project needs them (aiokafka's defaults lose data)."""
+"""Kafka clients (extra `kafka`) configured the way this project needs them (aiokafka's defaults lose data)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +30,26 @@ class Startable(Protocol):
     async def start(self) -> None: ...
 
 
-async def start_with_retry(client: Startable, *, what: str, max_delay_s: float = 10.0) -> None:
+async def start_with_retry(client: Startable, *, what: str, max_delay_seconds: float = 10.0) -> None:
     """Start a Kafka client, retrying with capped exponential backoff while the broker is unreachable.
 
     Runs until it succeeds or is cancelled, so call it from a background task when the service must
     serve (and queue work in its outbox) while Kafka is down.
     """
-    delay = 0.2
-    while True:
-        try:
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        delay = state.next_action.sleep if state.next_action is not None else None
+        log.warning(
+            "kafka not reachable, retrying",
+            extra={"client": what, "error": type(error).__name__, "retry_in_seconds": delay},
+        )
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(Exception),  # KafkaConnectionError and friends: the broker is not there yet
+        wait=wait_exponential(multiplier=0.2, max=max_delay_seconds),
+        before_sleep=log_retry,
+    ):
+        with attempt:
             await client.start()
-            log.info("kafka client started", extra={"client": what})
-            return
-        except Exception as exc:  # KafkaConnectionError and friends: the broker is not there yet
-            log.warning(
-                "kafka not reachable, retrying",
-                extra={"client": what, "error": type(exc).__name__, "retry_in_s": delay},
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
+    log.info("kafka client started", extra={"client": what})

@@ -1,13 +1,31 @@
-"""Run an ASGI app under uvicorn with the service's settings (the one entry point for every launcher)."""
+"""The one entry point of every service: settings, logging, prestart, then uvicorn."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import TypeVar
 
 import uvicorn
 
-from pm_common.logging import logging_config
-from pm_common.settings import ServiceSettings
+from pm_common.logging import configure_logging, logging_config
+from pm_common.settings import ServiceSettings, load_settings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service(
+    *, name: str, settings_type: type[S], app_factory: str, prestart: Callable[[S], None] | None = None
+) -> None:
+    """Load the settings (or stop, naming each bad one), log as JSON, run `prestart` once, then serve.
+
+    `prestart` runs before uvicorn forks its workers (database wait, migrations, demo data).
+    """
+    settings = load_settings(settings_type, name)
+    configure_logging(name, settings.log_level)
+    if prestart is not None:
+        prestart(settings)
+    serve(app_factory, settings=settings, service=name)
 
 
 def serve(app_factory: str, *, settings: ServiceSettings, service: str) -> None:

@@ -110,6 +110,13 @@ class DatabaseSettings(SettingsPiece):
         default=None, validation_alias="SPRING_DATASOURCE_PASSWORD", repr=False
     )
     database_pool_size: int = Field(default=10, validation_alias="DATABASE_POOL_SIZE", ge=1, le=200)
+    # Every statement and connect attempt is bounded; PostgreSQL cancels a statement running longer.
+    database_statement_timeout_seconds: float = Field(
+        default=10.0, validation_alias="DATABASE_STATEMENT_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    # Test each connection as it leaves the pool (a round trip): a service on a hot path turns it off and
+    # retries a read that meets a dropped connection instead (bench/README.md).
+    database_pool_pre_ping: bool = Field(default=True, validation_alias="DATABASE_POOL_PRE_PING")
 
     @model_validator(mode="before")
     @classmethod
@@ -141,6 +148,26 @@ class KafkaSettings(SettingsPiece):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SPRING_KAFKA_BOOTSTRAP_SERVERS"),
         min_length=1,
     )
+
+
+class DemoDataSettings(SettingsPiece):
+    """SEED_DEMO_DATA: the published demo rows (user, patients) are for dev/test and refused in production."""
+
+    # None means "the environment decides": on in dev/test, off in production.
+    seed_demo_data: bool | None = Field(default=None, validation_alias="SEED_DEMO_DATA")
+
+    @model_validator(mode="after")
+    def _refuse_demo_data_in_production(self) -> Self:
+        environment = getattr(self, "environment", Environment.PRODUCTION)
+        if self.seed_demo_data and environment is Environment.PRODUCTION:
+            raise ValueError("SEED_DEMO_DATA: the demo data has a published password; not allowed in production")
+        return self
+
+    @property
+    def seed_enabled(self) -> bool:
+        """Whether the prestart step inserts the demo data: SEED_DEMO_DATA, else on in dev/test only."""
+        environment = getattr(self, "environment", Environment.PRODUCTION)
+        return environment is not Environment.PRODUCTION if self.seed_demo_data is None else self.seed_demo_data
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

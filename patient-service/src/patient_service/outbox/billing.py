@@ -53,9 +53,9 @@ class BillingPublisher:
 
     destination = Destination.BILLING_ACCOUNT
 
-    def __init__(self, *, target: str, deadline_s: float) -> None:
+    def __init__(self, *, target: str, deadline_seconds: float) -> None:
         self._target = target
-        self._deadline_s = deadline_s
+        self._deadline_seconds = deadline_seconds
         self._channel: grpc.aio.Channel | None = None
         self._stub: billing_service_pb2_grpc.BillingServiceStub | None = None
 
@@ -105,7 +105,7 @@ class BillingPublisher:
         except DecodeError:
             return "parked", "DecodeError"
         try:
-            response = await stub.CreateBillingAccount(request, timeout=self._deadline_s)
+            response = await stub.CreateBillingAccount(request, timeout=self._deadline_seconds)
         except grpc.aio.AioRpcError as exc:
             # Only the status code is kept: details might echo the request (name, email).
             code = exc.code()

@@ -2,7 +2,7 @@
 
 aiokafka's idempotent producer never expires a batch while the broker is down: the send future stays
 pending until the broker is back. The publisher therefore waits for acknowledgements at most
-send_timeout_s, reports the rest as failed (retried later), and remembers the pending futures by
+send_timeout_seconds, reports the rest as failed (retried later), and remembers the pending futures by
 event_id so that a retry of the same row waits for the copy already queued instead of queueing another.
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Errors that a retry cannot fix: the record itself is refused.
 _POISON = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
-_INFLIGHT_KEEP_S = 600.0
+_INFLIGHT_KEEP_SECONDS = 600.0
 
 
 class KafkaPublisher:
@@ -35,10 +35,10 @@ class KafkaPublisher:
 
     destination = Destination.PATIENT_EVENT
 
-    def __init__(self, *, bootstrap_servers: str, topic: str, send_timeout_s: float, client_id: str) -> None:
+    def __init__(self, *, bootstrap_servers: str, topic: str, send_timeout_seconds: float, client_id: str) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
-        self._send_timeout_s = send_timeout_s
+        self._send_timeout_seconds = send_timeout_seconds
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._starter: asyncio.Task[None] | None = None
@@ -67,15 +67,15 @@ class KafkaPublisher:
         await start_with_retry(producer, what=self._client_id)
         self._started = True
 
-    async def close(self, *, timeout_s: float = 5.0) -> None:
-        """Stop the producer; give up flushing after timeout_s (unacknowledged rows stay PENDING in the outbox)."""
+    async def close(self, *, timeout_seconds: float = 5.0) -> None:
+        """Stop the producer; give up flushing after timeout_seconds (unacknowledged rows stay PENDING)."""
         if self._starter is not None:
             self._starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starter
         if self._producer is not None:
             try:
-                await asyncio.wait_for(self._producer.stop(), timeout=timeout_s)
+                await asyncio.wait_for(self._producer.stop(), timeout=timeout_seconds)
             except TimeoutError:
                 log.warning("kafka producer did not flush before shutdown; pending rows will be sent later")
         self._started = False
@@ -91,7 +91,7 @@ class KafkaPublisher:
         self._forget_old()
         # Tasks are created (and so start) in row order, so records enter the producer in outbox order.
         tasks = {row.id: asyncio.ensure_future(self._send(producer, row)) for row in rows}
-        _, pending = await asyncio.wait(tasks.values(), timeout=self._send_timeout_s)
+        _, pending = await asyncio.wait(tasks.values(), timeout=self._send_timeout_seconds)
         for task in pending:
             task.cancel()  # a send still queueing is abandoned; a queued record keeps its future in _inflight
         for row in rows:
@@ -124,7 +124,7 @@ class KafkaPublisher:
         """Drop remembered futures of rows that another relay or replica has meanwhile delivered."""
         if len(self._inflight) < 1000:
             return
-        cutoff = time.monotonic() - _INFLIGHT_KEEP_S
+        cutoff = time.monotonic() - _INFLIGHT_KEEP_SECONDS
         for event_id, (future, since) in list(self._inflight.items()):
             if future.done() or since < cutoff:
                 del self._inflight[event_id]

@@ -110,9 +110,9 @@ class PassResult:
     parked: int = 0
 
 
-def backoff_seconds(attempts: int, *, initial_s: float, max_s: float) -> float:
+def backoff_seconds(attempts: int, *, initial_seconds: float, max_seconds: float) -> float:
     """Capped exponential backoff with +-20 % jitter (so replicas do not retry in lockstep)."""
-    base = min(initial_s * 2.0 ** min(attempts, 30), max_s)
+    base = min(initial_seconds * 2.0 ** min(attempts, 30), max_seconds)
     return base * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not security)
 
 
@@ -125,16 +125,16 @@ class OutboxRelay:
         engine: AsyncEngine,
         publisher: Publisher,
         batch_size: int = 100,
-        poll_interval_s: float = 0.2,
-        initial_backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
+        poll_interval_seconds: float = 0.2,
+        initial_backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
     ) -> None:
         self.engine = engine
         self.publisher = publisher
         self.batch_size = batch_size
-        self.poll_interval_s = poll_interval_s
-        self.initial_backoff_s = initial_backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.poll_interval_seconds = poll_interval_seconds
+        self.initial_backoff_seconds = initial_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
         self._wakeup = asyncio.Event()
 
     @property
@@ -151,7 +151,7 @@ class OutboxRelay:
         failing_passes = 0
         while True:
             if not self.publisher.ready:
-                await self._sleep(self.poll_interval_s, wakeable=False)
+                await self._sleep(self.poll_interval_seconds, wakeable=False)
                 continue
             try:
                 result = await self.drain_once()
@@ -166,12 +166,16 @@ class OutboxRelay:
             if result.failed and not result.sent:
                 # Nothing got through: the peer is probably down. Back off the whole loop, not only the rows.
                 failing_passes += 1
-                delay = backoff_seconds(failing_passes - 1, initial_s=self.initial_backoff_s, max_s=self.max_backoff_s)
+                delay = backoff_seconds(
+                    failing_passes - 1,
+                    initial_seconds=self.initial_backoff_seconds,
+                    max_seconds=self.max_backoff_seconds,
+                )
                 await self._sleep(delay, wakeable=False)
                 continue
             failing_passes = 0
             if result.claimed < self.batch_size:
-                await self._sleep(self.poll_interval_s, wakeable=True)
+                await self._sleep(self.poll_interval_seconds, wakeable=True)
 
     async def drain_once(self) -> PassResult:
         """One pass: claim up to batch_size rows, deliver them, record the outcomes, commit."""
@@ -204,7 +208,9 @@ class OutboxRelay:
                             "id": row_id,
                             "error": error[:500],
                             "delay": backoff_seconds(
-                                attempts[row_id], initial_s=self.initial_backoff_s, max_s=self.max_backoff_s
+                                attempts[row_id],
+                                initial_seconds=self.initial_backoff_seconds,
+                                max_seconds=self.max_backoff_seconds,
                             ),
                         }
                         for row_id, error in delivery.failed.items()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from patient_service.config import SERVICE_NAME, Settings
+from patient_service.config import SERVICE, Settings
 from patient_service.outbox.models import Destination, State, outbox
 from pm_common.database import create_engine
 from pm_common.logging import configure_logging
@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--destination", choices=[d.value for d in Destination])
     parser.add_argument("event_ids", nargs="*", type=uuid.UUID, metavar="EVENT_ID")
     args = parser.parse_args(argv)
-    settings = load_settings(Settings, SERVICE_NAME)
-    configure_logging(SERVICE_NAME, settings.log_level)
+    settings = load_settings(Settings, SERVICE)
+    configure_logging(SERVICE, settings.log_level)
 
     async def run() -> int:
         engine = create_engine(settings.database_url, pool_size=1)

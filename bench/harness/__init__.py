@@ -1,0 +1,1 @@
+"""The code behind bench/bench.py (`make bench`) and bench/restart_check.py, one module per concern."""

@@ -1,0 +1,73 @@
+"""The service kit: one FastAPI app shape and async dependency getters for every service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Request
+
+from pm_common.http import ErrorHandler, install_http_basics
+from pm_common.server import tune_gc
+from pm_common.settings import ServiceSettings
+
+T = TypeVar("T")
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def build_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    lifespan: Lifespan | None = None,
+    error_handlers: Mapping[type[Exception], ErrorHandler] | None = None,
+    field_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    invalid_path_message: str | None = None,
+    **fastapi_options: Any,
+) -> FastAPI:
+    """A FastAPI app with the shared error shape, body limit and access log.
+
+    `lifespan` is the service's own: it creates its network clients, puts them on `app.state` and
+    closes them. Around it the kit freezes the garbage collector once start-up is done, and
+    `app.state.settings` holds the settings.
+    """
+
+    @asynccontextmanager
+    async def kit_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            tune_gc()
+            yield
+            return
+        async with lifespan(app):
+            tune_gc()  # after start-up: what imports and clients left is frozen, never traversed again
+            yield
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=kit_lifespan, **fastapi_options)
+    app.state.settings = settings
+    for router in routers:
+        app.include_router(router)
+    install_http_basics(
+        app,
+        field_overrides=field_overrides,
+        invalid_path_message=invalid_path_message,
+        error_handlers=error_handlers,
+    )
+    return app
+
+
+def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency getter for `app.state.<name>` (what the lifespan put there).
+
+    `async` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per
+    request that showed in py-spy profiles of the hot GET path (bench/README.md).
+    """
+
+    async def get(request: Request) -> T:
+        value: T = getattr(request.app.state, name)
+        return value
+
+    get.__name__ = f"get_{name}"
+    return get
