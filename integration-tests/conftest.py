@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -161,9 +163,33 @@ def grpc_channel(target: Target) -> Iterator[grpc.Channel]:
         yield channel
 
 
+class _Credential(grpc.UnaryUnaryClientInterceptor[Any, Any]):
+    """Adds `authorization: Bearer <service token>` to every call, as patient-service does."""
+
+    def __init__(self, authorization: str) -> None:
+        self._metadata = (("authorization", authorization),)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = (*(details.metadata or ()), *self._metadata)
+        return continuation(details._replace(metadata=metadata), request)
+
+
 @pytest.fixture(scope="session")
-def billing(grpc_channel: grpc.Channel) -> billing_service_pb2_grpc.BillingServiceStub:
-    """Stub of /BillingService."""
+def service_token(jwt_secret: str) -> str:
+    """A SERVICE token (billing's callers must present one), valid for the session."""
+    return api.forge_token(jwt_secret, sub="integration-tests", role="SERVICE", exp=int(time.time()) + 6 * 3600)
+
+
+@pytest.fixture(scope="session")
+def billing(grpc_channel: grpc.Channel, service_token: str) -> billing_service_pb2_grpc.BillingServiceStub:
+    """Stub of /BillingService, calling with a service credential."""
+    channel = grpc.intercept_channel(grpc_channel, _Credential(f"Bearer {service_token}"))
+    return billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="session")
+def anonymous_billing(grpc_channel: grpc.Channel) -> billing_service_pb2_grpc.BillingServiceStub:
+    """Stub of /BillingService without any credential."""
     return billing_service_pb2_grpc.BillingServiceStub(grpc_channel)  # type: ignore[no-untyped-call]
 
 

@@ -104,3 +104,32 @@ def test_every_new_patient_gets_a_billing_account(
     assert account.status == "ACTIVE"
     assert account.accountId
     assert again.accountId == account.accountId
+
+
+@pytest.mark.parametrize("method", ["CreateBillingAccount", "GetBillingAccount"])
+def test_billing_refuses_calls_without_a_credential(
+    anonymous_billing: billing_service_pb2_grpc.BillingServiceStub, method: str
+) -> None:
+    request = (
+        billing_service_pb2.BillingRequest(patientId=str(uuid.uuid4()), name="IT", email=api.unique_email("billing"))
+        if method == "CreateBillingAccount"
+        else billing_service_pb2.BillingAccountRequest(patientId=str(uuid.uuid4()))
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        getattr(anonymous_billing, method)(request, timeout=TIMEOUT_SECONDS)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_billing_refuses_a_user_token(
+    anonymous_billing: billing_service_pb2_grpc.BillingServiceStub, jwt_secret: str
+) -> None:
+    """Least privilege: an ADMIN user may manage users and patients, not call billing directly."""
+    request = billing_service_pb2.BillingRequest(patientId=str(uuid.uuid4()), name="IT", email=api.unique_email("b"))
+    metadata = (("authorization", f"Bearer {api.forge_token(jwt_secret, role='ADMIN')}"),)
+    with pytest.raises(grpc.RpcError) as refused:
+        anonymous_billing.CreateBillingAccount(request, timeout=TIMEOUT_SECONDS, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_billing_accepts_a_service_credential(billing: billing_service_pb2_grpc.BillingServiceStub) -> None:
+    assert create_account(billing, str(uuid.uuid4())).status == "ACTIVE"

@@ -7,6 +7,7 @@ database, so tests never see each other's records.
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +28,15 @@ from analytics_service.main import create_app
 from devstack.kafka import KafkaBroker
 from devstack.process import free_port
 from pm_common.database import upgrade_database
+from pm_common.settings import DEMO_JWT_SECRET
+from pm_common.tokens import issue_token
 from pm_proto import patient_event_pb2
+
+# Every request of the tests is an ADMIN's unless a test sends its own Authorization header.
+ADMIN_AUTHORIZATION = {
+    "Authorization": "Bearer "
+    + issue_token(key=base64.b64decode(DEMO_JWT_SECRET), email="admin@test", role="ADMIN", lifetime_seconds=86_400)
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ def analytics_settings(
     """Test-mode settings on a free port for one topic and group."""
     values: dict[str, object] = {
         "environment": "test",
+        "jwt_secret": DEMO_JWT_SECRET,
         "host": "127.0.0.1",
         "port": free_port(),
         "database_url": database_url,
@@ -79,8 +89,8 @@ def analytics_settings(
         "kafka_topic": topics.name,
         "kafka_dlt_topic": topics.dlt,
         "kafka_group_id": group,
-        "consumer_poll_timeout_ms": 200,
-        "consumer_session_timeout_ms": 10_000,
+        "consumer_poll_timeout_seconds": 0.2,
+        "consumer_session_timeout_seconds": 10,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -92,7 +102,9 @@ async def running_analytics(settings: Settings) -> AsyncIterator[Analytics]:
     app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://analytics") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://analytics", headers=ADMIN_AUTHORIZATION
+        ) as http,
     ):
         yield Analytics(app, settings, http)
 

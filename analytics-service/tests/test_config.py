@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 from analytics_service.config import Settings
+from pm_common.settings import DEMO_JWT_SECRET
+
+
+@pytest.fixture(autouse=True)
+def _jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", DEMO_JWT_SECRET)
+    monkeypatch.setenv("ENVIRONMENT", "test")
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

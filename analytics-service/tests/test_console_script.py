@@ -12,8 +12,9 @@ from aiokafka import AIOKafkaProducer
 
 from devstack import process
 from devstack.kafka import KafkaBroker
+from pm_common.settings import DEMO_JWT_SECRET
 
-from .conftest import Topics, patient_event
+from .conftest import ADMIN_AUTHORIZATION, Topics, patient_event
 
 
 async def test_console_script_consumes_and_serves(
@@ -23,6 +24,7 @@ async def test_console_script_consumes_and_serves(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_", "KAFKA_"))},
         "ENVIRONMENT": "test",
+        "JWT_SECRET": DEMO_JWT_SECRET,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "DATABASE_URL": database_url,  # an empty database: the script migrates it
@@ -40,7 +42,7 @@ async def test_console_script_consumes_and_serves(
     try:
         base = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(process.wait_http_ok, f"{base}/health", timeout_seconds=60, pid_file=pid_file)
-        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=5, headers=ADMIN_AUTHORIZATION) as client:
             for _ in range(100):
                 summary = (await client.get("/analytics/summary")).json()
                 if summary["totalEvents"] == 1:

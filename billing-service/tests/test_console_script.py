@@ -9,9 +9,13 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from devstack import process
+from pm_common.settings import DEMO_JWT_SECRET
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
+
+from .conftest import service_channel
 
 
 async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path, database_url: str) -> None:
@@ -25,6 +29,7 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
         "GRPC_PORT": str(grpc_port),
         "WORKERS": "2",
         "DATABASE_URL": database_url,
+        "JWT_SECRET": DEMO_JWT_SECRET,
     }
     pid_file, log_file = tmp_path / "billing.pid", tmp_path / "billing.log"
     process.start([str(Path(sys.executable).parent / "billing-service")], pid_file=pid_file, log_file=log_file, env=env)
@@ -37,17 +42,22 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
                 break
             await asyncio.sleep(0.1)
         assert log_file.read_text().count("grpc server started") == 2
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        async with service_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
             # Separate connections may land on different workers; all share the one database.
             first = await stub.CreateBillingAccount(
                 billing_service_pb2.BillingRequest(patientId="cli-1", name="Grace Example", email="grace@example.com"),
                 timeout=10,
             )
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        async with service_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
             again = await stub.CreateBillingAccount(billing_service_pb2.BillingRequest(patientId="cli-1"), timeout=10)
         assert again.accountId == first.accountId
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # no credential: refused
+            stub = billing_service_pb2_grpc.BillingServiceStub(channel)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.CreateBillingAccount(billing_service_pb2.BillingRequest(patientId="cli-2"), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         async with httpx.AsyncClient(timeout=5) as client:
             docs = await client.get(f"http://127.0.0.1:{http_port}/openapi.json")
         assert docs.status_code == 200
@@ -57,6 +67,7 @@ async def test_console_script_serves_both_ports_with_two_workers(tmp_path: Path,
     log = log_file.read_text()
     assert "Traceback" not in log
     assert log.count("grpc server stopped") == 2
+    assert log.count("grpc call refused") == 1
     # No patient data in any log line.
     assert "Grace Example" not in log
     assert "grace@example.com" not in log

@@ -1,4 +1,7 @@
-"""Standard gRPC health, server reflection and HTTP /health of a real billing-service."""
+"""Standard gRPC health, server reflection and HTTP /health of a real billing-service.
+
+Health and reflection need no credential: these tests call them on a channel that sends none.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from billing_service.main import create_app
 from devstack.process import free_port
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
-from .conftest import Billing, billing_settings
+from .conftest import Billing, billing_settings, service_channel
 
 
 async def health_status(channel: grpc.aio.Channel, service: str) -> int:
@@ -26,10 +29,11 @@ async def health_status(channel: grpc.aio.Channel, service: str) -> int:
 
 
 async def test_health_service_reports_serving(billing: Billing) -> None:
-    assert await health_status(billing.channel, "") == health_pb2.HealthCheckResponse.SERVING
-    assert await health_status(billing.channel, "BillingService") == health_pb2.HealthCheckResponse.SERVING
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await health_status(billing.channel, "NoSuchService")
+    async with grpc.aio.insecure_channel(billing.address) as channel:  # no credential
+        assert await health_status(channel, "") == health_pb2.HealthCheckResponse.SERVING
+        assert await health_status(channel, "BillingService") == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await health_status(channel, "NoSuchService")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -43,13 +47,14 @@ async def reflect(channel: grpc.aio.Channel, request: reflection_pb2.ServerRefle
 
 
 async def test_reflection_lists_and_describes_billing_service(billing: Billing) -> None:
-    listed = await reflect(billing.channel, reflection_pb2.ServerReflectionRequest(list_services=""))
+    async with grpc.aio.insecure_channel(billing.address) as channel:  # no credential
+        listed = await reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
+        described = await reflect(
+            channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol="BillingService")
+        )
     names = {s.name for s in listed.list_services_response.service}
     assert {"BillingService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
-    described = await reflect(
-        billing.channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol="BillingService")
-    )
     files = [
         descriptor_pb2.FileDescriptorProto.FromString(raw)
         for raw in described.file_descriptor_response.file_descriptor_proto
@@ -74,7 +79,7 @@ async def test_database_down_means_unavailable_everywhere() -> None:
     async with (
         LifespanManager(app, startup_timeout=30),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://billing") as http,
-        grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel,
+        service_channel(f"127.0.0.1:{settings.grpc_port}") as channel,
     ):
         response = await http.get("/health")
         assert response.status_code == 503

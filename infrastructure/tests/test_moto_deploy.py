@@ -242,7 +242,7 @@ def test_task_definitions_carry_the_environment_contract_and_secrets(
                 "BILLING_SERVICE_ADDRESS": f"billing-service.{NAMESPACE}",
                 "BILLING_SERVICE_GRPC_PORT": "9001",
             },
-            {"SPRING_DATASOURCE_PASSWORD": password("Patient")},
+            {"JWT_SECRET": jwt, "SPRING_DATASOURCE_PASSWORD": password("Patient")},
         ),
         "BillingService": (
             {
@@ -251,7 +251,7 @@ def test_task_definitions_carry_the_environment_contract_and_secrets(
                 "SPRING_DATASOURCE_URL": _database_url(deployed, "Billing", "billing"),
                 "SPRING_DATASOURCE_USERNAME": "billing_service",
             },
-            {"SPRING_DATASOURCE_PASSWORD": password("Billing")},
+            {"JWT_SECRET": jwt, "SPRING_DATASOURCE_PASSWORD": password("Billing")},
         ),
         "AnalyticsService": (
             {
@@ -260,7 +260,7 @@ def test_task_definitions_carry_the_environment_contract_and_secrets(
                 "SPRING_DATASOURCE_USERNAME": "analytics_service",
                 "KAFKA_BOOTSTRAP_SERVERS": brokers,
             },
-            {"SPRING_DATASOURCE_PASSWORD": password("Analytics")},
+            {"JWT_SECRET": jwt, "SPRING_DATASOURCE_PASSWORD": password("Analytics")},
         ),
     }
     for service, (env, secrets) in expected.items():

@@ -7,9 +7,9 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -57,6 +57,8 @@ class Target:
     email: str
     password: str
     controls: StackControls | None
+    # Each service's own HTTP port (for the checks that bypass the gateway): {"patient-service": url, ...}.
+    direct: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class Choice:
             email=os.environ.get("INTEGRATION_EMAIL", SEED_EMAIL),
             password=os.environ.get("INTEGRATION_PASSWORD", SEED_PASSWORD),
             controls=None,
+            direct={
+                name: url
+                for name in SERVICE_NAMES
+                if (url := os.environ.get(f"INTEGRATION_{name.split('-')[0].upper()}_URL"))
+            },
         )
 
 
@@ -163,6 +170,7 @@ def start_native(stack: Stack) -> Target:
         email=SEED_EMAIL,
         password=SEED_PASSWORD,
         controls=NativeControls(stack),
+        direct={name: stack.url(stack.service(name)) for name in SERVICE_NAMES},
     )
 
 
@@ -250,6 +258,12 @@ def compose_stack() -> Iterator[Target]:
             email=SEED_EMAIL,
             password=SEED_PASSWORD,
             controls=ComposeControls(compose.compose_command_property),
+            direct={
+                "auth-service": "http://127.0.0.1:4005",
+                "patient-service": "http://127.0.0.1:4000",
+                "billing-service": "http://127.0.0.1:4001",
+                "analytics-service": "http://127.0.0.1:4002",
+            },
         )
     finally:
         compose.stop(down=True)  # down --volumes: the project is the suite's own

@@ -7,6 +7,7 @@ The billing server is a real grpc.aio server on a free port implementing Billing
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import uuid
@@ -30,7 +31,15 @@ from devstack.process import free_port
 from patient_service.config import Settings
 from patient_service.main import create_app
 from pm_common.database import upgrade_database
+from pm_common.settings import DEMO_JWT_SECRET
+from pm_common.tokens import issue_token
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc, patient_event_pb2
+
+# Every request of the tests is an ADMIN's unless a test sends its own Authorization header.
+ADMIN_AUTHORIZATION = {
+    "Authorization": "Bearer "
+    + issue_token(key=base64.b64decode(DEMO_JWT_SECRET), email="admin@test", role="ADMIN", lifetime_seconds=86_400)
+}
 
 TOPIC = "patient"
 _module_databases = itertools.count(1)
@@ -151,6 +160,7 @@ def service_settings(database_url: str, **overrides: Any) -> Settings:
     """Test-mode settings with fast relay timings (still the production code paths)."""
     values: dict[str, Any] = {
         "environment": "test",
+        "jwt_secret": DEMO_JWT_SECRET,
         "host": "127.0.0.1",
         "port": free_port(),
         "database_url": database_url,
@@ -196,7 +206,9 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
     app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=20, shutdown_timeout=20),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://patient-service") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://patient-service", headers=ADMIN_AUTHORIZATION
+        ) as http,
     ):
         yield Service(app, settings, http)
 

@@ -14,8 +14,9 @@ import httpx
 
 from devstack.kafka import KafkaBroker
 from devstack.process import free_port
+from pm_common.settings import DEMO_JWT_SECRET
 
-from .conftest import BillingServer, EventLog
+from .conftest import ADMIN_AUTHORIZATION, BillingServer, EventLog
 
 
 async def test_the_entry_point_migrates_seeds_serves_and_logs_no_patient_data(
@@ -25,6 +26,7 @@ async def test_the_entry_point_migrates_seeds_serves_and_logs_no_patient_data(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_", "SEED_"))},
         "ENVIRONMENT": "test",
+        "JWT_SECRET": DEMO_JWT_SECRET,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "LOG_LEVEL": "DEBUG",
@@ -42,7 +44,9 @@ async def test_the_entry_point_migrates_seeds_serves_and_logs_no_patient_data(
     secret_email = f"secret-{uuid.uuid4().hex[:8]}@example.com"
     secret_address = f"{uuid.uuid4().hex[:8]} Hidden Lane"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=5, headers=ADMIN_AUTHORIZATION
+        ) as http:
             deadline = asyncio.get_running_loop().time() + 60
             while True:
                 assert process.returncode is None, "the service exited"

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pydantic import ValidationError
 
 from patient_service.config import Settings
 
 URL = "postgresql://u@localhost/patient_service"
+# A key of this deployment's own (the demo key is refused in production).
+OWN_KEY = base64.b64encode(b"a-key-of-this-deployment-32-bytes-long!").decode()
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     for name in ("PORT", "SERVER_PORT", "ENVIRONMENT", "SEED_DEMO_DATA", "BILLING_SERVICE_ADDRESS", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JWT_SECRET", OWN_KEY)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return Settings()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from pm_common.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from pm_common.settings import DatabaseSettings, JwtSettings, KafkaSettings, ServiceSettings
 
 SERVICE = "analytics-service"
 
 
-class Settings(ServiceSettings, DatabaseSettings, KafkaSettings):
+class Settings(ServiceSettings, DatabaseSettings, KafkaSettings, JwtSettings):
     """Env: PORT (4002), DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID, ..."""
 
     # The original listened on 8080 by mistake; the contract says 4002.

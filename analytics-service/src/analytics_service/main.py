@@ -12,9 +12,11 @@ from analytics_service.config import SERVICE, Settings
 from analytics_service.consumer import EventConsumer
 from analytics_service.events import views
 from pm_common.app import build_app
+from pm_common.auth import AUTH_ERROR_HANDLERS
 from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
 from pm_common.health import health_router
-from pm_common.settings import load_settings
+from pm_common.settings import jwt_key, load_settings
+from pm_common.tokens import TokenVerifier
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = engine_from(settings)
         consumer = EventConsumer(settings=settings, engine=engine)
         app.state.engine = engine
+        app.state.token_verifier = TokenVerifier(jwt_key(settings.jwt_secret))
         app.state.consumer = consumer
         consumer.start()  # returns at once: the service serves while Kafka is still unreachable
         try:
@@ -44,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Counts patient events from Kafka (each once) and serves the totals.",
         routers=[views.router, health],
         lifespan=lifespan,
-        error_handlers=DATABASE_ERROR_HANDLERS,
+        error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS},
     )
 
 

@@ -1,16 +1,16 @@
-"""billing-service settings: HTTP port (health, docs), gRPC port, database."""
+"""billing-service settings: HTTP port (health, docs), gRPC port, database, the JWT key its callers sign with."""
 
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from pm_common.settings import DatabaseSettings, ServiceSettings
+from pm_common.settings import DatabaseSettings, JwtSettings, ServiceSettings
 
 SERVICE = "billing-service"
 
 
-class Settings(ServiceSettings, DatabaseSettings):
-    """Env: PORT (4001), GRPC_PORT (9001), DATABASE_URL, plus the shared pieces."""
+class Settings(ServiceSettings, DatabaseSettings, JwtSettings):
+    """Env: PORT (4001), GRPC_PORT (9001), DATABASE_URL, JWT_SECRET, plus the shared pieces."""
 
     port: int = Field(default=4001, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
     # GRPC_SERVER_PORT is the original's Spring property (grpc.server.port); BILLING_SERVICE_GRPC_PORT is
@@ -28,3 +28,6 @@ class Settings(ServiceSettings, DatabaseSettings):
     database_statement_timeout_seconds: float = Field(
         default=5.0, validation_alias="DATABASE_STATEMENT_TIMEOUT_SECONDS", gt=0, le=600
     )
+    # For a deployment whose patient-service is still the original (Java) one, which sends no credential:
+    # calls without one are accepted (with a warning at start-up); a call with a bad credential is still refused.
+    billing_allow_unauthenticated: bool = Field(default=False, validation_alias="BILLING_ALLOW_UNAUTHENTICATED")

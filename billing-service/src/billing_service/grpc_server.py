@@ -1,5 +1,7 @@
 """The gRPC server of billing-service: BillingService, the standard health service and reflection.
 
+Every call but health and reflection must carry a SERVICE token (billing_service.callers).
+
 Created and started inside the running event loop (the FastAPI lifespan): grpc.aio objects made at
 import time would belong to another loop.
 """
@@ -17,7 +19,9 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_service.accounts.rpc import BillingServicer
+from billing_service.callers import CallerCheck
 from pm_common.database import database_answers
+from pm_common.tokens import TokenVerifier
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ class GrpcServer:
         self,
         *,
         engine: AsyncEngine,
+        verifier: TokenVerifier,
+        allow_unauthenticated: bool,
         host: str,
         port: int,
         reuse_port: bool,
@@ -47,6 +53,12 @@ class GrpcServer:
         check_interval_seconds: float,
     ) -> None:
         self._engine = engine
+        self._callers = CallerCheck(
+            verifier,
+            public_services=(HEALTH_SERVICE_NAME, reflection.SERVICE_NAME),
+            allow_unauthenticated=allow_unauthenticated,
+        )
+        self._allow_unauthenticated = allow_unauthenticated
         self._address = listen_address(host, port)
         self._reuse_port = reuse_port
         self._max_concurrent_rpcs = max_concurrent_rpcs
@@ -75,6 +87,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
+            interceptors=[self._callers],
         )
         self._servicer = servicer = BillingServicer(self._engine)
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -90,6 +103,11 @@ class GrpcServer:
         await self.refresh()
         self._watcher = asyncio.create_task(self._watch(), name="billing-health-watcher")
         log.info("grpc server started", extra={"address": self._address, "port": self.port})
+        if self._allow_unauthenticated:
+            log.warning(
+                "BILLING_ALLOW_UNAUTHENTICATED is on: gRPC calls without a credential are accepted"
+                " (a call with an invalid one is still refused); turn it off once every caller sends a token"
+            )
 
     async def refresh(self) -> bool:
         """Check the database now and publish SERVING/NOT_SERVING accordingly; return whether it answered."""

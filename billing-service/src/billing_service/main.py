@@ -12,7 +12,8 @@ from billing_service.grpc_server import GrpcServer
 from pm_common.app import build_app
 from pm_common.database import DATABASE_ERROR_HANDLERS, engine_from
 from pm_common.health import health_router
-from pm_common.settings import load_settings
+from pm_common.settings import jwt_key, load_settings
+from pm_common.tokens import TokenVerifier
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,6 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = engine_from(settings)
         grpc_server = GrpcServer(
             engine=engine,
+            verifier=TokenVerifier(jwt_key(settings.jwt_secret)),
+            allow_unauthenticated=settings.billing_allow_unauthenticated,
             host=settings.host,
             port=settings.grpc_port,
             reuse_port=settings.workers > 1,

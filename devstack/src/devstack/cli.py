@@ -10,13 +10,19 @@ from pathlib import Path
 from devstack import process
 from devstack.services import SERVICES
 from devstack.stack import ROOT, Ports, Stack
+from pm_common.settings import DEMO_JWT_SECRET
 
 
 def default_stack() -> Stack:
-    """The developer's stack: contract ports (overridable by env), state in .run/ (PM_STATE_DIR)."""
+    """The developer's stack: contract ports (overridable by env), state in .run/ (PM_STATE_DIR).
+
+    JWT_SECRET from the environment, so that a stack can share its key with other deployments; else the
+    published demo key (dev mode accepts it).
+    """
     return Stack(
         state_dir=Path(os.environ.get("PM_STATE_DIR", ROOT / ".run")),
         ports=Ports.from_env(),
+        jwt_secret=os.environ.get("JWT_SECRET") or DEMO_JWT_SECRET,
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
     )
 

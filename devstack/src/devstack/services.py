@@ -29,7 +29,12 @@ class Service:
 # Template fields: every key of Ports, plus jwt_secret. Ports and addresses come from the stack, so
 # the same table serves `make up` (contract ports) and test stacks (free ports).
 SERVICES: tuple[Service, ...] = (
-    Service("billing-service", port="billing", database="billing_service", env={"GRPC_PORT": "{billing_grpc}"}),
+    Service(
+        "billing-service",
+        port="billing",
+        database="billing_service",
+        env={"GRPC_PORT": "{billing_grpc}", "JWT_SECRET": "{jwt_secret}"},
+    ),
     Service("auth-service", port="auth", database="auth_service", env={"JWT_SECRET": "{jwt_secret}"}),
     Service(
         "patient-service",
@@ -37,6 +42,7 @@ SERVICES: tuple[Service, ...] = (
         database="patient_service",
         env={
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{kafka}",
+            "JWT_SECRET": "{jwt_secret}",
             "BILLING_SERVICE_ADDRESS": "127.0.0.1",
             "BILLING_SERVICE_GRPC_PORT": "{billing_grpc}",
         },
@@ -45,7 +51,7 @@ SERVICES: tuple[Service, ...] = (
         "analytics-service",
         port="analytics",
         database="analytics_service",
-        env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{kafka}"},
+        env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{kafka}", "JWT_SECRET": "{jwt_secret}"},
     ),
     Service(
         "api-gateway",

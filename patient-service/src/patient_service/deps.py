@@ -8,7 +8,10 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from patient_service.outbox.relay import OutboxSignal
+from pm_common.access import Permission
 from pm_common.app import from_state
+from pm_common.auth import require
+from pm_common.tokens import Identity
 
 # For writes, in explicit transactions.
 EngineDep = Annotated[AsyncEngine, Depends(from_state("engine", AsyncEngine))]
@@ -16,3 +19,8 @@ EngineDep = Annotated[AsyncEngine, Depends(from_state("engine", AsyncEngine))]
 ReadEngineDep = Annotated[AsyncEngine, Depends(from_state("read_engine", AsyncEngine))]
 # Wakes this process's outbox relays after a commit.
 OutboxSignalDep = Annotated[OutboxSignal, Depends(from_state("outbox_signal", OutboxSignal))]
+
+# The caller, checked against the permission table (401 without a valid token, 403 for a role that may not).
+ReaderDep = Annotated[Identity, Depends(require(Permission.READ_PATIENTS))]
+WriterDep = Annotated[Identity, Depends(require(Permission.WRITE_PATIENTS))]
+DeleterDep = Annotated[Identity, Depends(require(Permission.DELETE_PATIENTS))]

@@ -18,9 +18,11 @@ from patient_service.outbox.relay import OutboxRelay, OutboxSignal
 from patient_service.patients import views
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
 from pm_common.app import build_app
+from pm_common.auth import AUTH_ERROR_HANDLERS
 from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
 from pm_common.health import health_router
-from pm_common.settings import load_settings
+from pm_common.settings import jwt_key, load_settings
+from pm_common.tokens import ServiceTokens, TokenVerifier
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,7 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             send_timeout_seconds=settings.kafka_send_timeout_seconds,
             client_id=SERVICE,
         )
-        billing = BillingPublisher(target=settings.billing_target, deadline_seconds=settings.billing_deadline_seconds)
+        billing = BillingPublisher(
+            target=settings.billing_target,
+            deadline_seconds=settings.billing_deadline_seconds,
+            credentials=ServiceTokens(jwt_key(settings.jwt_secret), service=SERVICE),
+        )
         relays: list[OutboxRelay] = []
         if settings.outbox_relay_enabled:
             kafka.start()  # connects in the background: the service serves (and queues events) while Kafka is down
@@ -54,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ]
         tasks = [asyncio.create_task(relay.run(), name=f"outbox-relay-{relay.destination}") for relay in relays]
         app.state.engine = engine
+        app.state.token_verifier = TokenVerifier(jwt_key(settings.jwt_secret))
         # Reads are single statements: in autocommit they skip BEGIN and ROLLBACK (two of their round trips).
         # Same pool and connections; SQLAlchemy sets and resets the mode on checkout.
         app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -80,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Patient records. Changes reach Kafka topic `patient` and billing-service through an outbox.",
         routers=[views.router, health],
         lifespan=lifespan,
-        error_handlers=DATABASE_ERROR_HANDLERS,
+        error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
         invalid_path_message="Invalid patient id",
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from patient_service.outbox.models import Destination
 from patient_service.outbox.relay import Delivery, OutboxRow
+from pm_common.tokens import ServiceTokens
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,10 @@ class BillingPublisher:
 
     destination = Destination.BILLING_ACCOUNT
 
-    def __init__(self, *, target: str, deadline_seconds: float) -> None:
+    def __init__(self, *, target: str, deadline_seconds: float, credentials: ServiceTokens) -> None:
         self._target = target
         self._deadline_seconds = deadline_seconds
+        self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
         self._stub: billing_service_pb2_grpc.BillingServiceStub | None = None
 
@@ -105,9 +107,15 @@ class BillingPublisher:
         except DecodeError:
             return "parked", "DecodeError"
         try:
-            response = await stub.CreateBillingAccount(request, timeout=self._deadline_seconds)
+            response = await stub.CreateBillingAccount(
+                request,
+                timeout=self._deadline_seconds,
+                metadata=(("authorization", self._credentials.authorization()),),
+            )
         except grpc.aio.AioRpcError as exc:
-            # Only the status code is kept: details might echo the request (name, email).
+            # Only the status code is kept: details might echo the request (name, email). UNAUTHENTICATED and
+            # PERMISSION_DENIED (a key that differs from billing's) are retried, never parked: fixing the
+            # configuration delivers them.
             code = exc.code()
             return ("parked" if code in _POISON_CODES else "failed"), code.name
         log.info(

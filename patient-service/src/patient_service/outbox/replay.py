@@ -11,14 +11,21 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+from pydantic import Field
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from patient_service.config import SERVICE, Settings
+from patient_service.config import SERVICE
 from patient_service.outbox.models import Destination, State, outbox
 from pm_common.database import create_engine
 from pm_common.logging import configure_logging
-from pm_common.settings import load_settings
+from pm_common.settings import DatabaseSettings, load_settings
+
+
+class ReplaySettings(DatabaseSettings):
+    """What the command reads from the environment: the service's database (no key, no ports)."""
+
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
 
 async def requeue_parked(
@@ -45,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--destination", choices=[d.value for d in Destination])
     parser.add_argument("event_ids", nargs="*", type=uuid.UUID, metavar="EVENT_ID")
     args = parser.parse_args(argv)
-    settings = load_settings(Settings, SERVICE)
+    settings = load_settings(ReplaySettings, SERVICE)
     configure_logging(SERVICE, settings.log_level)
 
     async def run() -> int:

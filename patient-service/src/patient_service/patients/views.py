@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
-from patient_service.deps import EngineDep, OutboxSignalDep, ReadEngineDep
+from patient_service.deps import DeleterDep, EngineDep, OutboxSignalDep, ReadEngineDep, ReaderDep, WriterDep
 from patient_service.outbox.models import Destination
 from patient_service.patients import service
 from patient_service.patients.schemas import PatientCreate, PatientResponse, PatientUpdate
@@ -24,11 +24,17 @@ class Message(BaseModel):
 router = APIRouter(prefix="/patients", tags=["patients"])
 
 PatientId = Annotated[uuid.UUID, Path(alias="id", description="The patient's id (UUID)")]
+_CALLER_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Message, "description": "No valid bearer token (WWW-Authenticate says why)"},
+    403: {"model": Message, "description": "The token's role may not do this"},
+}
 _ID_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_CALLER_ERRORS,
     400: {"model": Message, "description": "Not a UUID, or a field map of validation messages"},
     404: {"model": Message, "description": "Patient not found"},
 }
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_CALLER_ERRORS,
     400: {"description": "`{field: message}` for every failing field, or `{message}` (bad JSON, email taken)"},
     413: {"model": Message, "description": "Body over 1 MiB"},
 }
@@ -39,8 +45,9 @@ def _json(content: Any, *, status_code: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
 
 
-@router.get("", response_model=list[PatientResponse], summary="List patients")
+@router.get("", response_model=list[PatientResponse], responses=_CALLER_ERRORS, summary="List patients")
 async def list_patients(
+    caller: ReaderDep,
     engine: ReadEngineDep,
     page: Annotated[int | None, Query(ge=0, le=10_000_000, description="Page number, from 0")] = None,
     size: Annotated[int | None, Query(ge=1, le=1000, description="Page size (default 100 when page is given)")] = None,
@@ -51,13 +58,15 @@ async def list_patients(
 
 
 @router.get("/{id}", response_model=PatientResponse, responses=_ID_ERRORS, summary="Get a patient")
-async def get_patient(patient_id: PatientId, engine: ReadEngineDep) -> Response:
+async def get_patient(caller: ReaderDep, patient_id: PatientId, engine: ReadEngineDep) -> Response:
     """One patient by id."""
     return _json(await service.get_patient(engine, patient_id=patient_id))
 
 
 @router.post("", status_code=201, response_model=PatientResponse, responses=_BODY_ERRORS, summary="Create a patient")
-async def create_patient(body: PatientCreate, engine: EngineDep, outbox: OutboxSignalDep) -> Response:
+async def create_patient(
+    caller: WriterDep, body: PatientCreate, engine: EngineDep, outbox: OutboxSignalDep
+) -> Response:
     """Register a patient; its PATIENT_CREATED event and billing-account request follow via the outbox."""
     patient = await service.create_patient(engine, data=body)
     outbox.notify()
@@ -71,7 +80,7 @@ async def create_patient(body: PatientCreate, engine: EngineDep, outbox: OutboxS
     summary="Update a patient",
 )
 async def update_patient(
-    patient_id: PatientId, body: PatientUpdate, engine: EngineDep, outbox: OutboxSignalDep
+    caller: WriterDep, patient_id: PatientId, body: PatientUpdate, engine: EngineDep, outbox: OutboxSignalDep
 ) -> Response:
     """Replace name, email, address and dateOfBirth (registeredDate is kept); emits PATIENT_UPDATED."""
     patient = await service.update_patient(engine, patient_id=patient_id, data=body)
@@ -80,7 +89,9 @@ async def update_patient(
 
 
 @router.delete("/{id}", status_code=204, responses=_ID_ERRORS, summary="Delete a patient")
-async def delete_patient(patient_id: PatientId, engine: EngineDep, outbox: OutboxSignalDep) -> Response:
+async def delete_patient(
+    caller: DeleterDep, patient_id: PatientId, engine: EngineDep, outbox: OutboxSignalDep
+) -> Response:
     """Delete a patient; emits PATIENT_DELETED."""
     await service.delete_patient(engine, patient_id=patient_id)
     outbox.notify(Destination.PATIENT_EVENT)
