@@ -50,6 +50,7 @@ async def test_update_and_delete_publish_their_events_in_order(
     assert_event(unique[0], patient=created, event_type="PATIENT_CREATED")
     assert_event(unique[1], patient=updated, event_type="PATIENT_UPDATED")
     assert unique[2].event().patientId == created["id"]
+    assert (unique[2].event().name, unique[2].event().email) == ("", ""), "PATIENT_DELETED carries the id only"
     assert unique[2].key == created["id"].encode()
     assert len({r.partition for r in found}) == 1, "one key, one partition: the order per patient holds"
 

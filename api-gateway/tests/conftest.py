@@ -17,6 +17,7 @@ import uvicorn
 
 from api_gateway.config import Settings
 from api_gateway.main import create_app
+from api_gateway.protocol import EdgeHttpToolsProtocol
 from devstack import process
 from devstack.postgres import PostgresCluster
 from devstack.process import free_port
@@ -88,7 +89,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[str]:
         lifespan="on",
         log_config=None,
         access_log=False,
-        http="httptools",
+        http=EdgeHttpToolsProtocol,  # as the gateway is to be served (api_gateway.protocol)
         loop="none",
         # As pm_common.server.serve runs it: no Server header, client address never taken from X-Forwarded-For.
         server_header=False,

@@ -2,7 +2,8 @@
 
 Query parameters steer it: `delay=S` answers after S seconds; `stream=N` sends N bytes in 64 KiB
 chunks without Content-Length (`pause=S` waits S seconds after the first chunk); `status=C&location=L`
-answers C with that Location; `set_cookie=1` sets a cookie; `hop=1` answers with hop-by-hop headers.
+answers C with that Location; `set_cookie=1` sets a cookie; `cache=1` sends Cache-Control, security and CORS
+headers; `hop=1` answers with hop-by-hop headers.
 `GET /__seen` (not reachable through the gateway) lists the X-Request-IDs it has received.
 """
 
@@ -54,6 +55,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         extra.append((b"location", query["location"].encode()))
     if "set_cookie" in query:
         extra.append((b"set-cookie", b"session=secret; Path=/"))
+    if "cache" in query:  # headers the gateway replaces or drops
+        extra += [(b"cache-control", b"public, max-age=60"), (b"x-content-type-options", b"sniff-away")]
+        extra += [(b"referrer-policy", b"unsafe-url"), (b"access-control-allow-origin", b"*")]
     if "hop" in query:
         extra += [(b"connection", b"x-upstream-hop"), (b"x-upstream-hop", b"1"), (b"keep-alive", b"timeout=5")]
     echo = {

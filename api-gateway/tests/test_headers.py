@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from api_gateway.config import Settings
 from api_gateway.headers import (
     client_response_headers,
     public_location,
+    request_header_problem,
     request_id_from,
     upstream_request_headers,
 )
-from api_gateway.routes import build_routes, has_dot_segment
-from api_gateway.tokens import Identity
+from api_gateway.routes import Route, build_routes, has_dot_segment
+from pm_common.access import RESOURCE_PERMISSIONS
 from pm_common.settings import DEMO_JWT_SECRET
+from pm_common.tokens import Identity
 
 
 def upstream(headers: list[tuple[bytes, bytes]], identity: Identity | None = None) -> list[tuple[str, str]]:
     return upstream_request_headers(
         headers, identity=identity, request_id="rid-1", client_host="10.0.0.7", scheme="http"
+    )
+
+
+def to_client(received: list[tuple[bytes, bytes]], route: Route | None = None) -> list[tuple[bytes, bytes]]:
+    """What a patient-service answer with these headers gives the client (with `route`'s security headers)."""
+    return client_response_headers(
+        received,
+        request_id=b"rid-1",
+        upstream_origin=b"http://127.0.0.1:4000",
+        upstream_prefix=b"/patients",
+        public_prefix=b"/api/patients",
+        replaced=route.response_drop if route else frozenset(),
+        added=route.response_headers if route else (),
     )
 
 
@@ -62,7 +79,16 @@ def test_hop_by_hop_and_connection_listed_headers_are_dropped() -> None:
     assert names(result) == ["accept", "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
 
 
-def test_client_identity_headers_are_replaced_by_the_verified_identity() -> None:
+SPELLINGS = {
+    "as-is": lambda name: name,
+    "upper": bytes.upper,
+    "underscores": lambda name: name.replace(b"-", b"_"),
+    "mixed": lambda name: name.title().replace(b"-", b"_", 1),
+}
+
+
+@pytest.mark.parametrize("spell", SPELLINGS.values(), ids=SPELLINGS.keys())
+def test_client_identity_headers_are_replaced_by_the_verified_identity(spell: Callable[[bytes], bytes]) -> None:
     sent = [
         (b"x-user-email", b"admin@evil.com"),
         (b"x-user-role", b"ADMIN"),
@@ -80,7 +106,7 @@ def test_client_identity_headers_are_replaced_by_the_verified_identity() -> None
         (b"x-real-ip", b"1.2.3.4"),
     ]
 
-    result = upstream(sent, Identity(email="nurse@test.com", role="USER"))
+    result = upstream([(spell(name), value) for name, value in sent], Identity(subject="nurse@test.com", role="USER"))
 
     assert result == [
         ("x-request-id", "rid-1"),
@@ -98,7 +124,7 @@ def test_no_identity_headers_without_a_verified_token() -> None:
 
 
 def test_identity_without_role_sets_only_email() -> None:
-    result = upstream([], Identity(email="a@b.com", role=None))
+    result = upstream([], Identity(subject="a@b.com", role=None))
 
     assert ("x-user-email", "a@b.com") in result
     assert "x-user-role" not in names(result)
@@ -143,13 +169,7 @@ def test_response_headers_drop_hop_by_hop_date_and_upstream_request_id() -> None
         (b"Set-Cookie", b"b=2"),
     ]
 
-    result = client_response_headers(
-        received,
-        request_id=b"rid-1",
-        upstream_origin=b"http://127.0.0.1:4000",
-        upstream_prefix=b"/patients",
-        public_prefix=b"/api/patients",
-    )
+    result = to_client(received)
 
     assert result == [
         (b"content-type", b"application/json"),
@@ -264,3 +284,77 @@ def test_upstream_urls_are_normalised_and_named() -> None:
 )
 def test_dot_segments_are_detected(path: str, dotted: bool) -> None:
     assert has_dot_segment(path) is dotted
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ([(b"x", b"y" * (16 * 1024 - 1))], None),
+        ([(b"x", b"y" * (16 * 1024))], (431, "Request header fields too large")),
+        ([(b"x%d" % n, b"1") for n in range(100)], None),
+        ([(b"x%d" % n, b"1") for n in range(101)], (431, "Request header fields too large")),
+        ([(b"authorization", b"Bearer a")], None),
+        ([(b"authorization", b"a"), (b"authorization", b"a")], (400, "Exactly one Authorization header is allowed")),
+    ],
+)  # fmt: skip
+def test_request_head_limits(headers: list[tuple[bytes, bytes]], problem: tuple[int, str] | None) -> None:
+    assert request_header_problem(headers) == problem
+
+
+def test_underscore_spellings_that_collide_are_dropped() -> None:
+    names_values = (
+        b"connection:x_private x-private:1 transfer_encoding:chunked x-custom:kept x_custom:shadow x_alone:kept"
+    )
+    sent = [(name, value) for name, _, value in (pair.partition(b":") for pair in names_values.split())]
+
+    assert names(upstream(sent))[:2] == ["x-custom", "x_alone"]
+
+
+def test_response_security_headers_replace_the_upstreams_and_cors_is_dropped() -> None:
+    route = ROUTES.match(b"/api/patients")[0]  # type: ignore[index]
+    received = [
+        (b"Cache-Control", b"public"),
+        (b"X-Content-Type-Options", b"x"),
+        (b"Access-Control-Allow-Origin", b"*"),
+        (b"ETag", b"1"),
+    ]
+
+    result = to_client(received, route)
+
+    assert result == [
+        (b"etag", b"1"),
+        (b"x-request-id", b"rid-1"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "private"),
+    [
+        ("/auth/docs", True),
+        ("/auth/docs/", True),
+        ("/auth/docs/oauth2-redirect", True),
+        ("/auth/openapi.json", True),
+        ("/auth/redoc", True),
+        ("/auth/health", True),
+        ("/auth/login", False),
+        ("/auth/healthz", False),
+        ("/auth/users/docs", False),
+    ],
+)
+def test_auth_service_private_paths(path: str, private: bool) -> None:
+    route = ROUTES.match(b"/auth/login")[0]  # type: ignore[index]
+
+    assert route.is_private(path) is private
+
+
+def test_jwt_routes_carry_their_row_of_the_permission_table() -> None:
+    patients = ROUTES.match(b"/api/patients")[0]  # type: ignore[index]
+    analytics = ROUTES.match(b"/api/analytics")[0]  # type: ignore[index]
+    auth = ROUTES.match(b"/auth/login")[0]  # type: ignore[index]
+
+    assert patients.permissions is RESOURCE_PERMISSIONS["patients"]
+    assert analytics.permissions is RESOURCE_PERMISSIONS["analytics"]
+    assert auth.permissions is None

@@ -1,4 +1,6 @@
-"""The proxy through a real gateway to real upstream processes: routing, headers, limits, failures, streaming."""
+"""The proxy through a real gateway to real upstream processes: routing, headers, limits, failures, streaming,
+and the hardened edge (header limits, one Authorization, identity headers in every spelling, security
+headers, CORS, auth-service's private pages, slow clients)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ KEY = base64.b64decode(DEMO_JWT_SECRET)
 MIB = 1024 * 1024
 
 
-def token(sub: str = "nurse@test.com", role: str | None = "USER") -> str:
+def token(sub: str = "nurse@test.com", role: str | None = "ADMIN") -> str:
     now = int(time.time())
     payload: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + 600}
     if role is not None:
@@ -185,7 +187,7 @@ async def test_identity_headers_are_stripped_and_set_from_the_token(client: http
     response = await client.get(
         "/api/patients",
         headers={
-            "Authorization": f"Bearer {token('nurse@test.com', 'USER')}",
+            "Authorization": f"Bearer {token('nurse@test.com', 'STAFF')}",
             "X-User-Email": "admin@evil.com",
             "X-User-Role": "ADMIN",
             "X-User-Id": "1",
@@ -198,8 +200,8 @@ async def test_identity_headers_are_stripped_and_set_from_the_token(client: http
 
     received = received_headers(response.json())
     assert received["x-user-email"] == ["nurse@test.com"]
-    assert received["x-user-role"] == ["USER"]
-    assert received["authorization"] == [f"Bearer {token('nurse@test.com', 'USER')}"]
+    assert received["x-user-role"] == ["STAFF"]
+    assert received["authorization"] == [f"Bearer {token('nurse@test.com', 'STAFF')}"]
     for name in ("x-user-id", "x-forwarded-user", "x-real-ip", "forwarded"):
         assert name not in received
     assert received["x-forwarded-for"] == ["127.0.0.1"]
@@ -483,3 +485,265 @@ async def test_one_access_line_per_request_without_query_or_token(
     rendered = str(line.__dict__)
     assert "secret-person" not in rendered
     assert bearer not in rendered
+
+
+# -- the hardened edge ------------------------------------------------------------------------
+
+SECURITY = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+
+def assert_security_headers(response: httpx.Response, *, no_store: bool) -> None:
+    for name, value in SECURITY.items():
+        assert response.headers.get_list(name) == [value], name
+    if no_store:
+        assert response.headers.get_list("cache-control") == ["no-store"]
+
+
+# -- request heads ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-Big": "x" * (16 * 1024)}, id="one-large-field"),
+        pytest.param({f"X-F{n}": "y" * 200 for n in range(90)}, id="many-fields-over-16k"),
+        pytest.param({f"X-F{n}": "1" for n in range(101)}, id="101-fields"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/patients", "/auth/login", "/health"])
+async def test_large_heads_get_431(
+    echo_client: httpx.AsyncClient, echo: Any, headers: dict[str, str], path: str
+) -> None:
+    request_id = f"t431-{uuid.uuid4().hex}"
+
+    response = await echo_client.get(path, headers={**AUTH, **headers, "X-Request-ID": request_id})
+
+    assert response.status_code == 431
+    assert response.json() == {"message": "Request header fields too large"}
+    assert response.headers["x-request-id"] == request_id
+    assert_security_headers(response, no_store=True)
+    assert request_id not in echo.seen_request_ids()
+
+
+async def test_a_head_just_under_the_limits_passes(echo_client: httpx.AsyncClient) -> None:
+    fields = {f"x-f{n:02d}": "z" for n in range(90)}  # with the client's own: under 100 fields
+    response = await echo_client.get("/api/patients", headers={**AUTH, **fields, "X-Pad": "p" * (12 * 1024)})
+
+    assert response.status_code == 200
+
+
+async def test_two_authorization_headers_get_400(echo_gateway: str, echo: Any) -> None:
+    request_id = f"t2auth-{uuid.uuid4().hex}"
+    for path in ("/api/patients", "/auth/login"):
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token()}\r\n"
+            f"authorization: Bearer {token('nobody@test.com')}\r\n"
+            f"X-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
+        ).encode()
+
+        status, headers, body = await raw_http(echo_gateway, request)
+
+        assert status == 400
+        assert body == b'{"message":"Exactly one Authorization header is allowed"}'
+        assert headers["x-content-type-options"] == "nosniff"
+    assert request_id not in echo.seen_request_ids()
+
+
+async def test_identity_headers_are_stripped_in_every_spelling(echo_gateway: str) -> None:
+    spoofed = [
+        "X-USER-EMAIL: admin@evil.com",
+        "x-user_email: admin@evil.com",
+        "X_User_Role: ADMIN",
+        "x_user_role: ADMIN",
+        "X-Forwarded_User: admin",
+        "remote_user: admin",
+        "X_Forwarded_For: 6.6.6.6",
+        "X-Real_IP: 6.6.6.6",
+        "X-Request_ID: forged",
+        "Transfer_Encoding: chunked",
+        "x-custom: kept",
+        "x_custom: shadow",
+        "x_alone: kept",
+    ]
+    request = (
+        "GET /api/patients HTTP/1.1\r\nHost: gw\r\n"
+        f"Authorization: Bearer {token('nurse@test.com', 'STAFF')}\r\n" + "".join(f"{h}\r\n" for h in spoofed) +
+        "Connection: close\r\n\r\n"
+    ).encode()  # fmt: skip
+
+    status, _, body = await raw_http(echo_gateway, request)
+
+    assert status == 200
+    received = received_headers(httpx.Response(200, content=body).json())
+    assert received["x-user-email"] == ["nurse@test.com"]
+    assert received["x-user-role"] == ["STAFF"]
+    assert received["x-custom"] == ["kept"]
+    assert received["x_alone"] == ["kept"]
+    assert received["x-forwarded-for"] == ["127.0.0.1"]
+    normalised = {name.replace("_", "-") for name in received}
+    for name in ("x-forwarded-user", "remote-user", "x-real-ip", "transfer-encoding"):
+        assert name not in normalised
+    assert sum(1 for name in received if name.replace("_", "-") == "x-request-id") == 1
+    assert sum(1 for name in received if name.replace("_", "-") == "x-custom") == 1
+
+
+# -- answers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "no_store"),
+    [
+        ("GET", "/api/patients/1", AUTH, 200, True),
+        ("GET", "/api/patients/1", {}, 401, True),
+        ("GET", "/api/analytics/x", AUTH, 200, False),
+        ("GET", "/api/analytics/x", {"Authorization": f"Bearer {token(role='PATIENT')}"}, 403, True),
+        ("POST", "/auth/login", {}, 200, True),
+        ("GET", "/auth/docs", {}, 404, True),
+        ("GET", "/api-docs/auth", {}, 200, False),
+        ("POST", "/api-docs/auth", {}, 405, True),
+        ("GET", "/health", {}, 200, True),
+        ("GET", "/ready", {}, 200, True),
+        ("GET", "/nope", {}, 404, True),
+        ("GET", "/fhir/Patient/1", {}, 404, True),
+        ("POST", "/health", {}, 405, True),
+    ],
+)
+async def test_security_headers_on_every_answer(
+    echo_client: httpx.AsyncClient, method: str, path: str, headers: dict[str, str], status: int, no_store: bool
+) -> None:
+    response = await echo_client.request(method, path, headers=headers)
+
+    assert response.status_code == status
+    assert_security_headers(response, no_store=no_store)
+    assert not [name for name in response.headers if name.startswith("access-control-")]
+
+
+async def test_upstream_security_cors_and_cache_headers_are_replaced(echo_client: httpx.AsyncClient) -> None:
+    patients = await echo_client.get("/api/patients?cache=1", headers=AUTH)
+    analytics = await echo_client.get("/api/analytics?cache=1", headers=AUTH)
+
+    assert_security_headers(patients, no_store=True)
+    assert_security_headers(analytics, no_store=False)
+    assert analytics.headers["cache-control"] == "public, max-age=60"  # not a patient answer: the service decides
+    for response in (patients, analytics):
+        assert "access-control-allow-origin" not in response.headers
+
+
+async def test_auth_service_private_pages_are_404(echo_client: httpx.AsyncClient, echo: Any) -> None:
+    for path in ("/auth/docs", "/auth/docs/", "/auth/docs/oauth2-redirect", "/auth/openapi.json", "/auth/redoc",
+                 "/auth/health", "/auth/%64ocs", "/auth/health?x=1", "/auth/openapi.json/"):  # fmt: skip
+        request_id = f"tpriv-{uuid.uuid4().hex}"
+        response = await echo_client.get(path, headers={"X-Request-ID": request_id})
+
+        assert response.status_code == 404, path
+        assert response.json() == {"message": "Not Found"}
+        assert request_id not in echo.seen_request_ids()
+    assert (await echo_client.get("/auth/healthz")).status_code == 200  # only those pages
+    assert (await echo_client.get("/api-docs/auth")).status_code == 200
+
+
+async def test_preflight_is_not_special_and_cors_is_closed(echo_client: httpx.AsyncClient) -> None:
+    response = await echo_client.options(
+        "/api/patients",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST", **AUTH},
+    )
+
+    assert response.status_code == 200  # the echo answered: no preflight handling at the gateway
+    assert not [name for name in response.headers if name.startswith("access-control-")]
+
+
+async def test_cors_allow_list(gateway_factory: Any, echo: Any) -> None:
+    origin = "https://app.example"
+    gateway = gateway_factory(cors_allowed_origins=f"{origin}, https://other.example")
+    async with gateway as url, httpx.AsyncClient(base_url=url) as client:
+        preflight = await client.options(
+            "/api/patients/1", headers={"Origin": origin, "Access-Control-Request-Method": "PUT"}
+        )
+        simple = await client.get("/api/patients/1", headers={**AUTH, "Origin": origin})
+        stranger = await client.options(
+            "/api/patients/1", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"}
+        )
+
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "PUT" in preflight.headers["access-control-allow-methods"]
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    assert preflight.headers["vary"] == "Origin"
+    assert "access-control-allow-credentials" not in preflight.headers
+    assert simple.status_code == 200
+    assert simple.headers["access-control-allow-origin"] == origin
+    assert simple.headers["access-control-expose-headers"] == "X-Request-ID"
+    assert stranger.status_code == 401  # not a listed origin: an ordinary OPTIONS, and it has no token
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+# -- slow clients -----------------------------------------------------------------------------------
+
+
+async def _trickle(url: str, first: bytes, *, every: float, limit: float, byte: bytes = b"x") -> tuple[float, bytes]:
+    """Send `first`, then `byte` every `every` s until the gateway closes; (seconds open, what it said)."""
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    answer = b""
+    try:
+        writer.write(first)
+        while time.perf_counter() - started < limit:
+            try:
+                answer = await asyncio.wait_for(reader.read(), timeout=every)
+                break  # EOF: closed
+            except TimeoutError:
+                writer.write(byte)
+                await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return time.perf_counter() - started, answer
+
+
+async def test_slow_clients_are_closed_while_others_are_served(gateway_factory: Any) -> None:
+    async with gateway_factory(header_read_timeout_seconds=1.5, request_body_timeout_seconds=1.5) as url:
+        heads = [_trickle(url, b"GET /api/patients HTTP/1.1\r\nX-Slow: ", every=0.5, limit=8) for _ in range(20)]
+        silent = [_trickle(url, b"", every=0.5, limit=8, byte=b"") for _ in range(5)]
+        bodies = [
+            _trickle(
+                url,
+                f"POST /api/patients HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token()}\r\n"
+                "Content-Length: 1000\r\n\r\n".encode(),
+                every=0.5,
+                limit=8,
+            )
+            for _ in range(20)
+        ]
+        slow = asyncio.gather(*heads, *silent, *bodies)
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient(base_url=url) as client:
+            served = await client.get("/api/patients", headers=AUTH)
+        results = await slow
+
+    assert served.status_code == 200
+    assert [round(seconds) for seconds, _ in results] == [2] * len(results), results  # ~1.5 s: a byte every 0.5 s
+    # Each got a 408 before the close, unless a byte of ours crossed the close (the reset may eat the answer).
+    answers = [answer for _, answer in results]
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers if answer)
+    assert any(answer.endswith(b'{"message":"Request head not received in time"}') for answer in answers[:25])
+    assert any(answer.endswith(b'{"message":"Request body not received in time"}') for answer in answers[25:])
+
+
+async def test_an_oversized_head_is_cut_off_before_it_completes(gateway_factory: Any) -> None:
+    # httptools itself has no limit: without api_gateway.protocol the head would grow for ever.
+    async with gateway_factory() as url:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(
+            b"GET /api/patients HTTP/1.1\r\n" + (b"X-Pad: " + b"p" * 1017 + b"\r\n") * 66
+        )  # 66 KiB, unfinished
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+        except ConnectionResetError:
+            answer = b""  # closed with our bytes unread: the answer may be lost in the reset
+        writer.close()
+
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer

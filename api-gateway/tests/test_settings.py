@@ -23,6 +23,9 @@ NAMES = (
     "UPSTREAM_READ_TIMEOUT_SECONDS",
     "UPSTREAM_POOL_TIMEOUT_SECONDS",
     "PATIENT_READ_TIMEOUT_SECONDS",
+    "CORS_ALLOWED_ORIGINS",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "REQUEST_BODY_TIMEOUT_SECONDS",
 )
 
 
@@ -70,6 +73,10 @@ def test_per_route_read_timeout_overrides_the_default(env: pytest.MonkeyPatch) -
         ("PATIENT_SERVICE_URL", "patient-service:4000", "dev"),
         ("AUTH_SERVICE_URL", "ftp://auth", "dev"),
         ("UPSTREAM_READ_TIMEOUT_SECONDS", "0", "dev"),
+        ("CORS_ALLOWED_ORIGINS", "*", "dev"),
+        ("CORS_ALLOWED_ORIGINS", "https://app.example/", "dev"),
+        ("CORS_ALLOWED_ORIGINS", "app.example", "dev"),
+        ("HEADER_READ_TIMEOUT_SECONDS", "0", "dev"),
     ],
 )
 def test_bad_settings_stop_the_process_naming_them(
@@ -85,3 +92,14 @@ def test_bad_settings_stop_the_process_naming_them(
         load_settings(Settings, "api-gateway")
 
     assert name in capsys.readouterr().err
+
+
+def test_cors_is_closed_by_default_and_origins_are_a_comma_separated_list(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_SECRET", GOOD_SECRET)
+    assert load_settings(Settings, "api-gateway").cors_origins() == frozenset()
+
+    env.setenv("CORS_ALLOWED_ORIGINS", " https://app.example, http://localhost:3000 ,")
+    settings = load_settings(Settings, "api-gateway")
+
+    assert settings.cors_origins() == {b"https://app.example", b"http://localhost:3000"}
+    assert (settings.header_read_timeout_seconds, settings.request_body_timeout_seconds) == (10.0, 20.0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +21,10 @@ from auth_service.main import create_app
 from devstack.postgres import PostgresCluster
 from pm_common.database import create_engine, upgrade_database
 from pm_common.settings import DEMO_JWT_SECRET
+from pm_common.tokens import issue_token
+
+Serve = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+Bearer = Callable[..., dict[str, str]]
 
 _shared_numbers = itertools.count(1)
 
@@ -32,6 +38,17 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
+
+
+@asynccontextmanager
+async def serving(url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app (its lifespan running) on the database at url, with settings overrides."""
+    app = create_app(make_settings(url, **overrides))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://auth-service") as client,
+    ):
+        yield client
 
 
 @pytest.fixture
@@ -69,9 +86,26 @@ async def shared_client(postgres: PostgresCluster) -> AsyncIterator[httpx.AsyncC
     """A client for tests that never write: one migrated database and app per test module."""
     url = postgres.create_database(f"auth_shared_{os.getpid()}_{next(_shared_numbers)}")
     await asyncio.to_thread(upgrade_database, url, script_location="auth_service:migrations")
-    app = create_app(make_settings(url))
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://auth-service") as client,
-    ):
+    async with serving(url) as client:
         yield client
+
+
+@pytest.fixture
+def serve(migrated_url: str) -> Serve:
+    """`async with serve(**settings) as client`: a new app on this test's database (a restart, other limits)."""
+
+    def start(**overrides: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        return serving(migrated_url, **overrides)
+
+    return start
+
+
+@pytest.fixture
+def bearer() -> Bearer:
+    """`bearer("STAFF")`: an Authorization header with a demo-key token of that role."""
+
+    def headers(role: str, *, email: str = "caller@test.com") -> dict[str, str]:
+        key = base64.b64decode(DEMO_JWT_SECRET)
+        return {"Authorization": f"Bearer {issue_token(key=key, email=email, role=role, lifetime_seconds=600)}"}
+
+    return headers

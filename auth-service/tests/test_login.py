@@ -1,8 +1,9 @@
-"""POST /login against real PostgreSQL: tokens, refusals, validation messages, hash upgrade, timing."""
+"""POST /login against real PostgreSQL: tokens, refusals, validation messages, hash upgrade, timing, disabled users."""
 
 from __future__ import annotations
 
 import base64
+import json
 import statistics
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.auth.models import metadata, users
@@ -79,6 +80,10 @@ async def test_email_is_case_insensitive(client: httpx.AsyncClient, engine: Asyn
         pytest.param({"email": DEMO_USER_EMAIL, "password": "password124"}, id="wrong-password"),
         pytest.param({"email": "nobody@test.com", "password": "password123"}, id="unknown-email"),
         pytest.param({"email": DEMO_USER_EMAIL, "password": "p" * 100}, id="password-over-bcrypt-72-bytes"),
+        pytest.param({"email": DEMO_USER_EMAIL, "password": "short"}, id="short-password"),
+        pytest.param({"email": DEMO_USER_EMAIL, "password": "x"}, id="one-character-password"),
+        pytest.param({"email": DEMO_USER_EMAIL, "password": "\ud800 lone surrogate"}, id="lone-surrogate"),
+        pytest.param({"email": DEMO_USER_EMAIL, "password": "pass\x00word123"}, id="nul-character"),
     ],
 )
 async def test_bad_credentials_give_401_with_one_message(
@@ -86,7 +91,8 @@ async def test_bad_credentials_give_401_with_one_message(
 ) -> None:
     await seed_demo_user(engine=engine)
 
-    response = await client.post("/login", json=body)
+    # json.dumps escapes lone surrogates as \\ud800 (httpx's own encoder cannot send them).
+    response = await client.post("/login", content=json.dumps(body), headers={"content-type": "application/json"})
 
     assert response.status_code == 401
     assert response.json() == {"message": "Invalid email or password"}
@@ -95,7 +101,6 @@ async def test_bad_credentials_give_401_with_one_message(
 EMAIL_REQUIRED = {"email": "Email is required"}
 EMAIL_INVALID = {"email": "Email should be a valid email address"}
 PASSWORD_REQUIRED = {"password": "Password is required"}
-PASSWORD_SHORT = {"password": "Password must be at least 8 characters long"}
 
 
 @pytest.mark.parametrize(
@@ -108,13 +113,15 @@ PASSWORD_SHORT = {"password": "Password must be at least 8 characters long"}
         pytest.param({"email": 42, "password": "password123"}, EMAIL_INVALID, id="email-not-a-string"),
         pytest.param({"email": None, "password": None}, EMAIL_INVALID | PASSWORD_REQUIRED, id="nulls"),
         pytest.param({"email": DEMO_USER_EMAIL}, PASSWORD_REQUIRED, id="password-missing"),
-        pytest.param({"email": DEMO_USER_EMAIL, "password": "short"}, PASSWORD_SHORT, id="password-short"),
+        pytest.param({"email": "\ud800@test.com", "password": "password123"}, EMAIL_INVALID, id="email-surrogate"),
     ],
 )
 async def test_invalid_fields_give_400_field_map(
     shared_client: httpx.AsyncClient, body: dict[str, Any], errors: dict[str, str]
 ) -> None:
-    response = await shared_client.post("/login", json=body)
+    response = await shared_client.post(
+        "/login", content=json.dumps(body), headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 400
     assert response.json() == errors
@@ -214,6 +221,20 @@ async def test_every_login_costs_exactly_one_hash_verification(
 
     assert (principal is not None) is accepted
     assert CountingArgon2.calls + CountingBcrypt.calls == 1
+
+
+async def test_disabled_user_costs_one_verification_and_is_refused(engine: AsyncEngine) -> None:
+    await seed_demo_user(engine=engine)
+    async with engine.begin() as connection:
+        await connection.execute(update(users).values(disabled=True))
+    passwords = Passwords(PasswordHash((CountingArgon2(), CountingBcrypt())))
+    CountingArgon2.calls = CountingBcrypt.calls = 0
+
+    principal = await authenticate(engine=engine, passwords=passwords, email=DEMO_USER_EMAIL, password="password123")
+
+    assert principal is None
+    assert CountingArgon2.calls + CountingBcrypt.calls == 1
+    assert await stored_hash(engine) == DEMO_USER_BCRYPT_HASH  # a refused login upgrades nothing
 
 
 async def test_unknown_email_takes_as_long_as_a_known_one(engine: AsyncEngine, app: FastAPI) -> None:

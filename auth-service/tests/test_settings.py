@@ -10,12 +10,27 @@ from auth_service.config import Settings
 from pm_common.settings import DEMO_JWT_SECRET, load_settings
 
 GOOD_SECRET = base64.b64encode(b"x" * 32).decode()
+THROTTLE = {
+    "LOGIN_FAILURE_LIMIT": ("login_failure_limit", 5),
+    "LOGIN_FAILURE_WINDOW_SECONDS": ("login_failure_window_seconds", 900),
+    "LOGIN_CLIENT_LIMIT": ("login_client_limit", 30),
+    "LOGIN_CLIENT_WINDOW_SECONDS": ("login_client_window_seconds", 60),
+    "LOGIN_ATTEMPTS_CLEANUP_INTERVAL_SECONDS": ("login_attempts_cleanup_interval_seconds", 300),
+}
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A clean environment with a database URL and no JWT settings."""
-    for name in ("JWT_SECRET", "ENVIRONMENT", "SEED_DEMO_DATA", "JWT_LIFETIME_SECONDS", "PORT", "SERVER_PORT"):
+    for name in (
+        "JWT_SECRET",
+        "ENVIRONMENT",
+        "SEED_DEMO_DATA",
+        "JWT_LIFETIME_SECONDS",
+        "PORT",
+        "SERVER_PORT",
+        *THROTTLE,
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://user@127.0.0.1:5432/auth")
     return monkeypatch
@@ -82,3 +97,29 @@ def test_demo_user_is_refused_in_production(env: pytest.MonkeyPatch, capsys: pyt
         load_settings(Settings, "auth-service")
 
     assert "SEED_DEMO_DATA" in capsys.readouterr().err
+
+
+def test_login_throttling_defaults_and_overrides(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JWT_SECRET", GOOD_SECRET)
+    defaults = load_settings(Settings, "auth-service")
+    for name in THROTTLE:
+        env.setenv(name, "7")
+
+    overridden = load_settings(Settings, "auth-service")
+
+    for field, default in THROTTLE.values():
+        assert getattr(defaults, field) == default
+        assert getattr(overridden, field) == 7
+
+
+@pytest.mark.parametrize("name", sorted(THROTTLE))
+def test_throttling_settings_refuse_zero(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    env.setenv("JWT_SECRET", GOOD_SECRET)
+    env.setenv(name, "0")
+
+    with pytest.raises(SystemExit):
+        load_settings(Settings, "auth-service")
+
+    assert name in capsys.readouterr().err

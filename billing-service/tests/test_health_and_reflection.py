@@ -60,7 +60,7 @@ async def test_reflection_lists_and_describes_billing_service(billing: Billing) 
         for raw in described.file_descriptor_response.file_descriptor_proto
     ]
     services = {s.name: [m.name for m in s.method] for f in files for s in f.service}
-    assert services["BillingService"] == ["CreateBillingAccount", "GetBillingAccount"]
+    assert services["BillingService"] == ["CreateBillingAccount", "GetBillingAccount", "CloseBillingAccount"]
     messages = {m.name: [(fd.name, fd.number) for fd in m.field] for f in files for m in f.message_type}
     assert messages["BillingRequest"] == [("patientId", 1), ("name", 2), ("email", 3)]
     assert messages["BillingResponse"] == [("accountId", 1), ("status", 2)]

@@ -102,6 +102,7 @@ class RecordingBilling(billing_service_pb2_grpc.BillingServiceServicer):
     def __init__(self) -> None:
         self.calls: list[billing_service_pb2.BillingRequest] = []
         self.accounts: dict[str, str] = {}
+        self.closed: set[str] = set()
         self.fail_next: list[grpc.StatusCode] = []  # answer the next calls with these codes, in order
         self.delay_next_seconds: list[float] = []  # answer the next calls only after these delays
 
@@ -117,6 +118,13 @@ class RecordingBilling(billing_service_pb2_grpc.BillingServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "patientId is required")
         account = self.accounts.setdefault(request.patientId, f"acct-{uuid.uuid4()}")
         return billing_service_pb2.BillingResponse(accountId=account, status="ACTIVE")
+
+    async def CloseBillingAccount(
+        self, request: billing_service_pb2.BillingAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> billing_service_pb2.BillingResponse:
+        self.closed.add(request.patientId)
+        account = self.accounts.setdefault(request.patientId, f"acct-{uuid.uuid4()}")
+        return billing_service_pb2.BillingResponse(accountId=account, status="CLOSED")
 
     def patient_ids(self) -> set[str]:
         """Patients that got an account."""

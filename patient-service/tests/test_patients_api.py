@@ -376,9 +376,11 @@ async def test_delete_is_204_then_404(api: Service, db: AsyncEngine) -> None:
     assert again.status_code == 404
     assert again.json() == {"message": "Patient not found"}
     rows = await rows_for(db, created["id"])
-    assert [r.event_type for r in rows][-1] == "PATIENT_DELETED"
-    event = patient_event_pb2.PatientEvent.FromString(rows[-1].payload)
-    assert (event.patientId, event.name, event.email) == (created["id"], "To Be Deleted", created["email"])
+    assert [r.event_type for r in rows][-2:] == ["PATIENT_DELETED", "BILLING_ACCOUNT_CLOSE_REQUESTED"]
+    event = patient_event_pb2.PatientEvent.FromString(rows[-2].payload)
+    assert (event.patientId, event.name, event.email) == (created["id"], "", "")  # the id only
+    close = billing_service_pb2.BillingAccountRequest.FromString(rows[-1].payload)
+    assert close.patientId == created["id"]
     # The email is free again.
     await api.create(email=created["email"])
 

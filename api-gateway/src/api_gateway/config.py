@@ -44,6 +44,16 @@ class Settings(ServiceSettings, JwtSettings):
     upstream_pool_size: int = Field(default=100, validation_alias="UPSTREAM_POOL_SIZE", ge=1, le=10_000)
     upstream_keepalive_seconds: float = Field(default=4.0, validation_alias="UPSTREAM_KEEPALIVE_SECONDS", gt=0, le=300)
     readiness_timeout_seconds: float = Field(default=2.0, validation_alias="READINESS_TIMEOUT_SECONDS", gt=0, le=60)
+    # The request head must be complete within this many seconds of its first byte (api_gateway.protocol).
+    header_read_timeout_seconds: float = Field(
+        default=10.0, validation_alias="HEADER_READ_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    # The whole request body must arrive within this many seconds of the request head (slow clients).
+    request_body_timeout_seconds: float = Field(
+        default=20.0, validation_alias="REQUEST_BODY_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    # Browser origins allowed to call the API (comma-separated); empty: CORS stays closed.
+    cors_allowed_origins: str = Field(default="", validation_alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("auth_service_url", "patient_service_url", "analytics_service_url")
     @classmethod
@@ -51,6 +61,20 @@ class Settings(ServiceSettings, JwtSettings):
         if not value.startswith(("http://", "https://")) or not value.split("://", 1)[1].strip("/"):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        origins = [origin.strip() for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            host = origin.split("://", 1)[-1]
+            if not origin.startswith(("http://", "https://")) or not host or "/" in host:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path, no '*')")
+        return ",".join(origins)
+
+    def cors_origins(self) -> frozenset[bytes]:
+        """CORS_ALLOWED_ORIGINS as the byte strings a request's Origin header is compared with."""
+        return frozenset(origin.encode() for origin in self.cors_allowed_origins.split(",") if origin)
 
     def read_timeout(self, per_route: float | None) -> float:
         """A route's read timeout: its own setting, else the default."""

@@ -11,10 +11,10 @@ from api_gateway.config import SERVICE, Settings
 from api_gateway.health import health_routers
 from api_gateway.proxy import Gateway
 from api_gateway.routes import build_routes
-from api_gateway.tokens import TokenVerifier
 from api_gateway.upstreams import Upstreams
 from pm_common.app import build_app
 from pm_common.settings import jwt_key, load_settings
+from pm_common.tokens import TokenVerifier
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,5 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routes=routes,
         verifier=TokenVerifier(jwt_key(settings.jwt_secret)),
         upstreams=upstreams,
+        body_timeout_seconds=settings.request_body_timeout_seconds,
+        head_timeout_seconds=settings.header_read_timeout_seconds,
+        cors_origins=settings.cors_origins(),
     )
     return app

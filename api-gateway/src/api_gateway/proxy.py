@@ -7,20 +7,29 @@ session. Upstream trouble becomes 503 (down or unreachable), 504 (too slow) or 5
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
-from api_gateway.headers import client_response_headers, request_id_from, upstream_request_headers
-from api_gateway.routes import Route, RouteTable, has_dot_segment
-from api_gateway.tokens import Identity, TokenVerifier, Unauthorized
+from api_gateway.headers import (
+    client_response_headers,
+    request_header_problem,
+    request_id_from,
+    upstream_request_headers,
+)
+from api_gateway.protocol import DEFAULT_HEAD_TIMEOUT_SECONDS, HEAD_TIMEOUT_STATE_KEY
+from api_gateway.routes import NO_STORE, SECURITY_HEADERS, Route, RouteTable, has_dot_segment
 from api_gateway.upstreams import Upstreams
-from pm_common.http import MAX_BODY_BYTES, send_json
+from pm_common.access import PERMISSIONS, allowed
+from pm_common.auth import FORBIDDEN_MESSAGE
+from pm_common.http import MAX_BODY_BYTES, bearer_challenge, send_json
+from pm_common.tokens import Identity, TokenVerifier, Unauthenticated
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -29,17 +38,29 @@ access_log = logging.getLogger("access")
 _BUFFER_LIMIT = 64 * 1024
 # Not an HTTP status sent to anyone: recorded in the access log when the client went away (as nginx does).
 CLIENT_CLOSED = 499
+# On every answer the gateway makes itself (errors, /health, /ready, 404): never cached.
+_OWN_ANSWER_HEADERS = (*SECURITY_HEADERS, NO_STORE)
+_CLOSE = (b"connection", b"close")
+# What a listed origin may do (CORS_ALLOWED_ORIGINS); bearer tokens, no cookies: no credentials mode.
+_CORS_PREFLIGHT_HEADERS = (
+    (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE"),
+    (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),
+    (b"access-control-max-age", b"600"),
+)
+_CORS_EXPOSE = (b"access-control-expose-headers", b"X-Request-ID")
 
 
 class _RequestBody:
     """Counts the streamed request body; remembers why it stopped early."""
 
-    __slots__ = ("client_gone", "received", "too_large")
+    __slots__ = ("client_gone", "deadline", "received", "timed_out", "too_large")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.received = 0
         self.too_large = False
         self.client_gone = False
+        self.timed_out = False
+        self.deadline = deadline  # loop time by which the whole body must have arrived
 
 
 class _StopBody(Exception):
@@ -57,19 +78,41 @@ class Gateway:
         verifier: TokenVerifier,
         upstreams: Upstreams,
         max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout_seconds: float = 20.0,
+        head_timeout_seconds: float = DEFAULT_HEAD_TIMEOUT_SECONDS,
+        cors_origins: Collection[bytes] = (),
     ) -> None:
         self.app = app
         self.routes = routes
         self.verifier = verifier
         self.upstreams = upstreams
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
+        self.head_timeout_seconds = head_timeout_seconds
+        self.cors_origins = frozenset(cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and isinstance(scope.get("state"), dict):
+                # uvicorn shares the lifespan state with its connections: api_gateway.protocol reads this.
+                scope["state"][HEAD_TIMEOUT_STATE_KEY] = self.head_timeout_seconds
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from(scope["headers"])
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = request_id_from(headers)
+        if self.cors_origins:
+            origin = _header_bytes(headers, b"origin")
+            if origin is not None and origin in self.cors_origins:
+                if scope["method"] == "OPTIONS" and _header_bytes(headers, b"access-control-request-method"):
+                    await _send_json(send, 204, None, request_id, [*_cors(origin), *_CORS_PREFLIGHT_HEADERS])
+                    return
+                send = _adding_headers(send, [*_cors(origin), _CORS_EXPOSE])
+        problem = request_header_problem(headers)  # before anything else reads the headers
+        if problem is not None:
+            status, message = problem
+            await _send_json(send, status, {"message": message}, request_id, [_CLOSE])
+            return
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         matched = self.routes.match(raw_path)
         if matched is None:
@@ -94,33 +137,42 @@ class Gateway:
             )
 
     async def _local(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        """The gateway's own endpoints (and 404s), with X-Request-ID added to the answer."""
+        """The gateway's own endpoints (and 404s), with X-Request-ID and the security headers added.
+
+        None of them takes a body: the app is given an empty one, and a connection that carries a
+        body is closed after the answer, so a client trickling a body holds nothing for long.
+        """
         request_id_header = (b"x-request-id", request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), request_id_header]}
-            await send(message)
-
-        # The same id in the app's access line as in the answer, also when the gateway made it up.
         headers = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"]
-        await self.app({**scope, "headers": [*headers, request_id_header]}, receive, send_with_id)
+        added = [request_id_header, *_OWN_ANSWER_HEADERS]
+        if _has_body(headers):
+            added.append(_CLOSE)
+            receive = _empty_body(receive)
+        # The same id in the app's access line as in the answer, also when the gateway made it up.
+        await self.app({**scope, "headers": [*headers, request_id_header]}, receive, _adding_headers(send, added))
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, route: Route, target: bytes, request_id: str
     ) -> int:
-        if has_dot_segment(scope["path"]):
+        path: str = scope["path"]
+        if has_dot_segment(path) or (route.private_paths and route.is_private(path)):
             return await _send_json(send, 404, {"message": "Not Found"}, request_id)
-        if route.methods is not None and scope["method"] not in route.methods:
+        method: str = scope["method"]
+        if route.methods is not None and method not in route.methods:
             allow = ", ".join(sorted(route.methods)).encode()
             return await _send_json(send, 405, {"message": "Method Not Allowed"}, request_id, [(b"allow", allow)])
         identity: Identity | None = None
         if route.jwt_required:
             try:
                 identity = self.verifier.verify(_header(scope["headers"], b"authorization"))
-            except Unauthorized as exc:
-                extra = [(b"www-authenticate", exc.challenge.encode())]
+            except Unauthenticated as exc:
+                extra = [(b"www-authenticate", bearer_challenge(exc.error).encode())]
                 return await _send_json(send, 401, {"message": exc.message}, request_id, extra)
+            if route.permissions is not None:
+                # A method the table lacks goes on (the service answers 405), unless the role is unknown.
+                permission = route.permissions.get(method)
+                if not (identity.role in PERMISSIONS if permission is None else allowed(identity.role, permission)):
+                    return await _send_json(send, 403, {"message": FORBIDDEN_MESSAGE}, request_id)
         return await self._forward(scope, receive, send, route, target, request_id, identity)
 
     async def _forward(
@@ -140,10 +192,15 @@ class Gateway:
                 return await _send_json(send, 400, {"message": "Invalid Content-Length"}, request_id)
             if int(content_length) > self.max_body_bytes:
                 return await _send_json(send, 413, {"message": "Request body too large"}, request_id)
-        body = _RequestBody()
+        body = _RequestBody(0.0)
         data: bytes | AsyncIterator[bytes] | None = None
         if (content_length not in (None, "0")) or _header(headers, b"transfer-encoding") is not None:
-            message = await receive()
+            body.deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
+            try:
+                async with asyncio.timeout_at(body.deadline):
+                    message = await receive()
+            except TimeoutError:
+                return await _body_timed_out(send, request_id)
             if message["type"] == "http.disconnect":
                 return CLIENT_CLOSED
             first: bytes = message.get("body", b"")
@@ -183,6 +240,8 @@ class Gateway:
                 upstream_origin=route.base_url.encode(),
                 upstream_prefix=route.upstream_prefix,
                 public_prefix=route.prefix,
+                replaced=route.response_drop,
+                added=route.response_headers,
             )
             length = response.content_length
             if length is not None and length <= _BUFFER_LIMIT:
@@ -216,7 +275,12 @@ class Gateway:
         if first:
             yield first
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(body.deadline):
+                    message = await receive()
+            except TimeoutError:
+                body.timed_out = True
+                raise _StopBody from None
             if message["type"] == "http.disconnect":
                 body.client_gone = True
                 raise _StopBody
@@ -236,6 +300,8 @@ class Gateway:
         """Answer for a call that failed before the response started; never a bare 500."""
         if body.too_large:
             return await _send_json(send, 413, {"message": "Request body too large"}, request_id)
+        if body.timed_out:
+            return await _body_timed_out(send, request_id)
         if body.client_gone:
             return CLIENT_CLOSED
         status, message = _classify(exc, route.upstream)
@@ -264,15 +330,64 @@ def _classify(exc: Exception, upstream: str) -> tuple[int, str]:
     return 0, ""
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def _header_bytes(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for key, value in headers:
         if key == name:
-            return value.decode("latin-1")
+            return value
     return None
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    value = _header_bytes(headers, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    length = _header_bytes(headers, b"content-length")
+    return (length is not None and length != b"0") or _header_bytes(headers, b"transfer-encoding") is not None
+
+
+def _cors(origin: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    return (b"access-control-allow-origin", origin), (b"vary", b"Origin")
+
+
+def _adding_headers(send: Send, added: Sequence[tuple[bytes, bytes]]) -> Send:
+    """`send` with `added` appended to the response's headers."""
+
+    async def adding(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *added]}
+        await send(message)
+
+    return adding
+
+
+def _empty_body(receive: Receive) -> Receive:
+    """A request whose body is not read: empty to the app, then the real channel (for disconnects)."""
+    given = False
+
+    async def empty(*_: Any) -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    return empty
+
+
+async def _body_timed_out(send: Send, request_id: str) -> int:
+    """408 and close: the body did not arrive within REQUEST_BODY_TIMEOUT_SECONDS."""
+    return await _send_json(send, 408, {"message": "Request body not received in time"}, request_id, [_CLOSE])
 
 
 async def _send_json(
     send: Send, status: int, body: Any, request_id: str, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> int:
-    await send_json(send, status, body, [(b"x-request-id", request_id.encode()), *(extra_headers or [])])
+    headers = [(b"x-request-id", request_id.encode()), *_OWN_ANSWER_HEADERS, *(extra_headers or [])]
+    if body is None:  # 204: no content, no content headers
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send_json(send, status, body, headers)
     return status

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from api_gateway.config import Settings
+from pm_common.access import RESOURCE_PERMISSIONS, Permission
+
+# On every answer the gateway gives (proxied or its own).
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+NO_STORE = (b"cache-control", b"no-store")
+# Answers under these public prefixes are never stored by a cache (credentials, patient data).
+NO_STORE_PREFIXES = (b"/auth", b"/api/patients", b"/api/audit", b"/fhir")
+# auth-service's own pages: not public through /auth/** (its OpenAPI is served at /api-docs/auth).
+AUTH_PRIVATE_PATHS = ("/docs", "/openapi.json", "/redoc", "/health")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,29 @@ class Route:
     exact: bool = False
     bare: bool = False
     methods: frozenset[str] | None = None
+    # The resource's row of pm_common.access.RESOURCE_PERMISSIONS (method -> permission); JWT routes only.
+    resource: str | None = None
+    # Upstream paths (decoded, relative to the upstream prefix) never reached through this route: 404.
+    private_paths: tuple[str, ...] = ()
+    # Precomputed in __post_init__ (nothing per request).
+    permissions: Mapping[str, Permission] | None = field(init=False, default=None)
+    private_subtrees: tuple[str, ...] = field(init=False, default=())
+    response_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, default=())
+    response_drop: frozenset[bytes] = field(init=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        no_store = self.prefix.startswith(NO_STORE_PREFIXES)
+        headers = SECURITY_HEADERS + ((NO_STORE,) if no_store else ())
+        set_ = object.__setattr__
+        set_(self, "permissions", None if self.resource is None else RESOURCE_PERMISSIONS[self.resource])
+        set_(self, "private_subtrees", tuple(path + "/" for path in self.private_paths))
+        set_(self, "response_headers", headers)
+        set_(self, "response_drop", frozenset(name for name, _ in headers))
+
+    def is_private(self, path: str) -> bool:
+        """True when the decoded request path addresses one of the upstream's private paths."""
+        rest = path[len(self.prefix) :]
+        return rest in self.private_paths or rest.startswith(self.private_subtrees)
 
     def target(self, raw_path: bytes) -> bytes | None:
         """The upstream path for raw_path, or None when this route does not match it."""
@@ -84,7 +116,16 @@ def build_routes(settings: Settings) -> RouteTable:
     docs_methods = frozenset({"GET", "HEAD"})
     return RouteTable(
         [
-            Route("auth", "auth-service", settings.auth_service_url, b"/auth", b"", auth, jwt_required=False),
+            Route(
+                "auth",
+                "auth-service",
+                settings.auth_service_url,
+                b"/auth",
+                b"",
+                auth,
+                jwt_required=False,  # auth-service checks /users itself
+                private_paths=AUTH_PRIVATE_PATHS,
+            ),
             Route(
                 "patients",
                 "patient-service",
@@ -94,6 +135,18 @@ def build_routes(settings: Settings) -> RouteTable:
                 patient,
                 jwt_required=True,
                 bare=True,
+                resource="patients",
+            ),
+            Route(
+                "audit",
+                "patient-service",
+                settings.patient_service_url,
+                b"/api/audit",
+                b"/audit",
+                patient,
+                jwt_required=True,
+                bare=True,
+                resource="audit",
             ),
             Route(
                 "analytics",
@@ -104,6 +157,7 @@ def build_routes(settings: Settings) -> RouteTable:
                 analytics,
                 jwt_required=True,
                 bare=True,
+                resource="analytics",
             ),
             Route(
                 "docs",

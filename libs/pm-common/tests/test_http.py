@@ -13,6 +13,7 @@ from pm_common.http import (
     BodySizeLimitMiddleware,
     DomainError,
     NotFoundError,
+    client_address,
     install_error_handlers,
 )
 
@@ -106,3 +107,44 @@ async def test_access_log_line_has_no_body_or_query(
     assert (record.method, record.path, record.status, record.request_id) == ("POST", "/things", 200, "req-1")  # type: ignore[attr-defined]
     assert "secret@example.com" not in caplog.text
     assert "Jane" not in caplog.text
+
+
+async def test_a_405_allows_every_method_of_the_path() -> None:
+    """Starlette names only the first matching route's methods; a path served by three routes allows all three."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/things/{thing}")
+    async def read(thing: str) -> dict[str, str]:
+        return {}
+
+    @app.put("/things/{thing}")
+    async def replace(thing: str) -> dict[str, str]:
+        return {}
+
+    @app.delete("/things/{thing}")
+    async def remove(thing: str) -> dict[str, str]:
+        return {}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/things/1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PUT"
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "peer", "expected"),
+    [
+        pytest.param([], "127.0.0.1", "127.0.0.1", id="direct"),
+        pytest.param([], None, "unknown", id="no-peer"),
+        pytest.param(["10.0.0.1"], "172.18.0.5", "10.0.0.1", id="gateway"),
+        pytest.param(["1.2.3.4, 10.0.0.1"], "172.18.0.5", "10.0.0.1", id="last-hop"),
+        pytest.param(["1.2.3.4", "10.0.0.1 "], "172.18.0.5", "10.0.0.1", id="last-header"),
+        pytest.param(["10.0.0.1", " , "], "172.18.0.5", "10.0.0.1", id="empty-last-header"),
+        pytest.param(["", ""], "172.18.0.5", "172.18.0.5", id="only-empty"),
+    ],
+)
+def test_client_address(forwarded_for: list[str], peer: str | None, expected: str) -> None:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded_for]
+    scope = {"headers": headers, "client": (peer, 1234) if peer else None}
+    assert client_address(scope) == expected

@@ -38,6 +38,12 @@ class Settings(ServiceSettings, DatabaseSettings, KafkaSettings, JwtSettings, De
     outbox_max_backoff_seconds: float = Field(
         default=30.0, validation_alias="OUTBOX_MAX_BACKOFF_SECONDS", gt=0, le=3600
     )
+    # The audit trail: reads (and refusals) are written in batches at most this far apart; AUDIT_READS=false
+    # stops recording successful reads (for measuring what the trail costs; writes and refusals are always kept).
+    audit_reads: bool = Field(default=True, validation_alias="AUDIT_READS")
+    audit_flush_interval_seconds: float = Field(
+        default=0.5, validation_alias="AUDIT_FLUSH_INTERVAL_SECONDS", gt=0, le=60
+    )
     kafka_send_timeout_seconds: float = Field(default=10.0, validation_alias="KAFKA_SEND_TIMEOUT_SECONDS", gt=0, le=300)
 
     @property

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from patient_service.audit.context import AuditContext
 from patient_service.outbox.relay import OutboxSignal
 from pm_common.access import Permission
 from pm_common.app import from_state
@@ -20,7 +21,16 @@ ReadEngineDep = Annotated[AsyncEngine, Depends(from_state("read_engine", AsyncEn
 # Wakes this process's outbox relays after a commit.
 OutboxSignalDep = Annotated[OutboxSignal, Depends(from_state("outbox_signal", OutboxSignal))]
 
+
+async def _audit_context(request: Request) -> AuditContext:
+    context: AuditContext = request.state.audit
+    return context
+
+
 # The caller, checked against the permission table (401 without a valid token, 403 for a role that may not).
 ReaderDep = Annotated[Identity, Depends(require(Permission.READ_PATIENTS))]
 WriterDep = Annotated[Identity, Depends(require(Permission.WRITE_PATIENTS))]
 DeleterDep = Annotated[Identity, Depends(require(Permission.DELETE_PATIENTS))]
+AuditorDep = Annotated[Identity, Depends(require(Permission.READ_AUDIT))]
+# This request's audit context (AuditMiddleware made it): writes record themselves through it.
+AuditDep = Annotated[AuditContext, Depends(_audit_context)]

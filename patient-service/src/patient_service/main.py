@@ -11,6 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from patient_service.audit import views as audit_views
+from patient_service.audit.middleware import AuditMiddleware, patient_routes
+from patient_service.audit.service import AuditWriter
 from patient_service.config import SERVICE, Settings
 from patient_service.outbox.billing import BillingPublisher
 from patient_service.outbox.kafka import KafkaPublisher
@@ -59,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for publisher in (kafka, billing)
             ]
         tasks = [asyncio.create_task(relay.run(), name=f"outbox-relay-{relay.destination}") for relay in relays]
+        audit_writer = AuditWriter(engine, interval_seconds=settings.audit_flush_interval_seconds)
+        audit_writer.start()
+        app.state.audit_writer = audit_writer
+        app.state.audit_reads = settings.audit_reads
         app.state.engine = engine
         app.state.token_verifier = TokenVerifier(jwt_key(settings.jwt_secret))
         # Reads are single statements: in autocommit they skip BEGIN and ROLLBACK (two of their round trips).
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await audit_writer.close()  # a clean shutdown loses no record
             await kafka.close()
             await billing.close()
             await engine.dispose()
@@ -85,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         title=SERVICE,
         description="Patient records. Changes reach Kafka topic `patient` and billing-service through an outbox.",
-        routers=[views.router, health],
+        routers=[views.router, audit_views.router, health],
         lifespan=lifespan,
         error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
@@ -93,6 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.
         redirect_slashes=False,
     )
+
+    # Outermost: it sees the final status of every patient request (401s and 404s included).
+    app.add_middleware(AuditMiddleware, classify=patient_routes)
 
     @app.get("/v3/api-docs", include_in_schema=False)
     async def openapi_at_original_path() -> JSONResponse:

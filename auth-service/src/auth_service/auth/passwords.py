@@ -32,19 +32,25 @@ class Passwords:
 
     def verify_and_update(self, password: str, stored_hash: str | None) -> tuple[bool, str | None]:
         """(matches, new hash if the stored one should be replaced); CPU-bound, call it in a thread."""
+        secret = _utf8(password)
         if stored_hash is None:
-            self._burn(password)
+            self._burn(secret)
             return False, None
         try:
-            return self._hasher.verify_and_update(password, stored_hash)
+            return self._hasher.verify_and_update(secret, stored_hash)
         except UnknownHashError:
             log.warning("stored password hash has an unknown format")
         except ValueError:
             # bcrypt refuses passwords over 72 bytes instead of silently truncating them.
             pass
-        self._burn(password)
+        self._burn(secret)
         return False, None
 
-    def _burn(self, password: str) -> None:
+    def _burn(self, secret: bytes) -> None:
         """Spend one verification on the dummy hash (the cost of a real check)."""
-        self._hasher.verify(password, self._dummy_hash)
+        self._hasher.verify(secret, self._dummy_hash)
+
+
+def _utf8(password: str) -> bytes:
+    """The password's UTF-8 bytes; a lone surrogate (JSON `\\ud800`) is kept as bytes no real password has."""
+    return password.encode("utf-8", "surrogatepass")

@@ -1,49 +1,51 @@
-"""Request and response bodies of /login."""
+"""Request and response bodies of /login, and the field messages every body of this service shares."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-MIN_PASSWORD_LENGTH = 8
-
-# Messages the original returned, keyed by field and pydantic error type (see install_error_handlers).
+# Messages keyed by field and pydantic error type (see install_error_handlers): the original's for
+# email and password, and those of the /users bodies.
 FIELD_MESSAGES: dict[str, dict[str, str]] = {
     "email": {"missing": "Email is required", "string_type": "Email should be a valid email address"},
     "password": {"missing": "Password is required", "string_type": "Password is required"},
+    "role": {"missing": "Role is required"},
 }
 
 
+def check_email(value: str) -> str:
+    """The email as sent when it is a syntactically valid address; blank is "required"."""
+    if not value.strip():
+        raise PydanticCustomError("blank", "Email is required")
+    try:
+        validate_email(value, check_deliverability=False, globally_deliverable=False)
+    except (EmailNotValidError, UnicodeError, ValueError):
+        raise PydanticCustomError("email", "Email should be a valid email address") from None
+    return value
+
+
+def check_password_given(value: str) -> str:
+    """The password unless it is blank."""
+    if not value.strip():
+        raise PydanticCustomError("blank", "Password is required")
+    return value
+
+
 class LoginRequest(BaseModel):
-    """Credentials; validated with the original's rules and messages."""
+    """Credentials: both required, the email well-formed; any password shape is checked (401 if wrong)."""
 
     model_config = ConfigDict(
         extra="ignore", json_schema_extra={"examples": [{"email": "testuser@test.com", "password": "password123"}]}
     )
 
-    email: str = Field(description="The user's email address (case-insensitive)")
-    password: str = Field(description=f"At least {MIN_PASSWORD_LENGTH} characters")
-
-    @field_validator("email")
-    @classmethod
-    def _check_email(cls, value: str) -> str:
-        if not value.strip():
-            raise PydanticCustomError("blank", "Email is required")
-        try:
-            validate_email(value, check_deliverability=False, globally_deliverable=False)
-        except EmailNotValidError:
-            raise PydanticCustomError("email", "Email should be a valid email address") from None
-        return value
-
-    @field_validator("password")
-    @classmethod
-    def _check_password(cls, value: str) -> str:
-        if not value.strip():
-            raise PydanticCustomError("blank", "Password is required")
-        if len(value) < MIN_PASSWORD_LENGTH:
-            raise PydanticCustomError("too_short", f"Password must be at least {MIN_PASSWORD_LENGTH} characters long")
-        return value
+    email: Annotated[str, AfterValidator(check_email)] = Field(
+        description="The user's email address (case-insensitive)"
+    )
+    password: Annotated[str, AfterValidator(check_password_given)] = Field(description="The user's password")
 
 
 class TokenResponse(BaseModel):

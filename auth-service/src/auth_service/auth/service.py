@@ -1,4 +1,4 @@
-"""Login and the demo user: plain functions with keyword-only arguments."""
+"""Login (throttled) and the demo user: plain functions with keyword-only arguments."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.auth.models import users
 from auth_service.auth.passwords import Passwords
+from auth_service.auth.throttle import LoginThrottle, admit_login, clear_failures
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,23 @@ class Principal:
     role: str
 
 
+async def login(
+    *, engine: AsyncEngine, passwords: Passwords, throttle: LoginThrottle, email: str, password: str, client: str
+) -> Principal | None:
+    """authenticate, after the throttle admitted the attempt (Throttled otherwise: no hash is verified)."""
+    await admit_login(engine=engine, throttle=throttle, email=email, client=client)
+    principal = await authenticate(engine=engine, passwords=passwords, email=email, password=password)
+    if principal is not None:
+        await clear_failures(engine=engine, throttle=throttle, email=email)
+    return principal
+
+
 async def authenticate(*, engine: AsyncEngine, passwords: Passwords, email: str, password: str) -> Principal | None:
-    """The user whose email and password match, else None; known and unknown emails cost one hash check."""
+    """The enabled user whose email and password match, else None; every case costs one hash check."""
     async with engine.connect() as connection:
         row = (
             await connection.execute(
-                select(users.c.id, users.c.email, users.c.password_hash, users.c.role).where(
+                select(users.c.id, users.c.email, users.c.password_hash, users.c.role, users.c.disabled).where(
                     func.lower(users.c.email) == func.lower(email)
                 )
             )
@@ -45,8 +57,10 @@ async def authenticate(*, engine: AsyncEngine, passwords: Passwords, email: str,
     stored_hash = row.password_hash if row is not None else None
     # Hashing is CPU-bound (tens of ms): keep it off the event loop.
     matches, new_hash = await asyncio.to_thread(passwords.verify_and_update, password, stored_hash)
-    if row is None or not matches:
-        log.info("login refused", extra={"known_user": row is not None})
+    if row is None or not matches or row.disabled:
+        # A disabled user gets the same answer as a wrong password, after the same one verification.
+        user_id = str(row.id) if row is not None else None
+        log.info("login refused", extra={"known_user": row is not None, "user_id": user_id})
         return None
     if new_hash is not None:
         await _replace_hash(engine=engine, user_id=row.id, old_hash=row.password_hash, new_hash=new_hash)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Response
 
 from auth_service.auth import service
 from auth_service.auth.schemas import LoginRequest, MessageResponse, TokenResponse
-from auth_service.deps import EngineDep, PasswordsDep, SettingsDep
+from auth_service.deps import ClientAddressDep, EngineDep, PasswordsDep, SettingsDep, ThrottleDep
 from pm_common.http import DomainError, unauthorized
 from pm_common.settings import jwt_key
 from pm_common.tokens import InvalidTokenError, bearer_token, issue_token, verify_token
@@ -23,11 +23,29 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/login",
     summary="Exchange email and password for a JWT",
-    responses={**_UNAUTHORIZED, 400: {"description": "A field -> message map, or {message} for malformed JSON"}},
+    responses={
+        **_UNAUTHORIZED,
+        400: {"description": "A field -> message map, or {message} for malformed JSON"},
+        429: {"model": MessageResponse, "description": "Too many attempts for this email or client; see Retry-After"},
+    },
 )
-async def login(body: LoginRequest, engine: EngineDep, passwords: PasswordsDep, settings: SettingsDep) -> TokenResponse:
-    """200 with a token, 401 for a wrong email or password (the same answer for both)."""
-    principal = await service.authenticate(engine=engine, passwords=passwords, email=body.email, password=body.password)
+async def login(
+    body: LoginRequest,
+    engine: EngineDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
+    client: ClientAddressDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """200 with a token; 401 for a wrong email or password or a disabled user (one answer); 429 when throttled."""
+    principal = await service.login(
+        engine=engine,
+        passwords=passwords,
+        throttle=throttle,
+        email=body.email,
+        password=body.password,
+        client=client,
+    )
     if principal is None:
         raise DomainError("Invalid email or password", status_code=401)
     token = issue_token(

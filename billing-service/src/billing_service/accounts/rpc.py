@@ -11,7 +11,12 @@ import grpc
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_service.accounts.service import InvalidAccountRequestError, find_account, get_or_create_account
+from billing_service.accounts.service import (
+    InvalidAccountRequestError,
+    close_account,
+    find_account,
+    get_or_create_account,
+)
 from pm_common.database import database_unavailable
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
@@ -55,6 +60,15 @@ class BillingServicer(billing_service_pb2_grpc.BillingServiceServicer):
         )
         if account is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no billing account for this patientId")
+        return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
+
+    async def CloseBillingAccount(
+        self, request: billing_service_pb2.BillingAccountRequest, context: GetContext
+    ) -> billing_service_pb2.BillingResponse:
+        """Close the patient's account and erase its name and email (after the patient was deleted)."""
+        account = await self._serve(
+            lambda: close_account(self._engine, patient_id=request.patientId), context, method="CloseBillingAccount"
+        )
         return billing_service_pb2.BillingResponse(accountId=account.account_id, status=account.status)
 
     async def _serve(

@@ -15,6 +15,7 @@ from billing_service.accounts.models import EMAIL_MAX, NAME_MAX, PATIENT_ID_MAX,
 log = logging.getLogger(__name__)
 
 STATUS_ACTIVE = "ACTIVE"
+STATUS_CLOSED = "CLOSED"
 
 
 class InvalidAccountRequestError(ValueError):
@@ -91,3 +92,24 @@ async def find_account(engine: AsyncEngine, *, patient_id: str) -> Account | Non
     async with engine.connect() as connection:
         row = (await connection.execute(query)).one_or_none()
     return None if row is None else Account(account_id=row.account_id, status=row.status, created=False)
+
+
+async def close_account(engine: AsyncEngine, *, patient_id: str) -> Account:
+    """Close the patient's account and erase the name and email it kept; idempotent per patient.
+
+    Without an account yet, a CLOSED one without name or email is stored: a CreateBillingAccount that
+    arrives later (a replayed request) then finds it and stores nothing about the deleted patient.
+    """
+    _check_patient_id(patient_id)
+    upsert = (
+        insert(billing_accounts)
+        .values(patient_id=patient_id, account_id=new_account_id(), status=STATUS_CLOSED, name="", email="")
+        .on_conflict_do_update(
+            index_elements=[billing_accounts.c.patient_id], set_={"status": STATUS_CLOSED, "name": "", "email": ""}
+        )
+        .returning(billing_accounts.c.account_id, billing_accounts.c.status)
+    )
+    async with engine.begin() as connection:
+        row = (await connection.execute(upsert)).one()
+    log.info("billing account closed", extra={"patient_id": patient_id, "account_id": row.account_id})
+    return Account(account_id=row.account_id, status=row.status, created=False)

@@ -27,13 +27,14 @@ class Permission(StrEnum):
     DELETE_PATIENTS = "patients:delete"
     READ_ANALYTICS = "analytics:read"
     MANAGE_USERS = "users:manage"
+    READ_AUDIT = "audit:read"
     MANAGE_BILLING_ACCOUNTS = "billing-accounts:manage"
 
 
 _STAFF = frozenset({Permission.READ_PATIENTS, Permission.WRITE_PATIENTS, Permission.READ_ANALYTICS})
 
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
-    Role.ADMIN: _STAFF | {Permission.DELETE_PATIENTS, Permission.MANAGE_USERS},
+    Role.ADMIN: _STAFF | {Permission.DELETE_PATIENTS, Permission.MANAGE_USERS, Permission.READ_AUDIT},
     Role.STAFF: _STAFF,
     Role.ANALYST: frozenset({Permission.READ_ANALYTICS}),
     # patient-service's relay calling billing-service: nothing else (least privilege).
@@ -53,6 +54,7 @@ RESOURCE_PERMISSIONS: Mapping[str, Mapping[str, Permission]] = {
     },
     "analytics": {"GET": Permission.READ_ANALYTICS, "HEAD": Permission.READ_ANALYTICS},
     "users": {"GET": Permission.MANAGE_USERS, "POST": Permission.MANAGE_USERS, "PATCH": Permission.MANAGE_USERS},
+    "audit": {"GET": Permission.READ_AUDIT, "HEAD": Permission.READ_AUDIT},
 }
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,7 +89,11 @@ def install_error_handlers(
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Routing's 404/405, and the 400 FastAPI raises itself for a body that is not UTF-8 or nests too deeply.
         message = "Malformed JSON request" if exc.status_code == 400 else str(exc.detail)
-        return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the first route whose path matched; every method of the path is allowed.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return JSONResponse({"message": message}, status_code=exc.status_code, headers=headers)
 
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
@@ -96,6 +101,31 @@ def install_error_handlers(
     for error_type, handler in (error_handlers or {}).items():
         app.add_exception_handler(error_type, handler)
     app.add_exception_handler(Exception, unexpected_error)
+
+
+def client_address(scope: Scope) -> str:
+    """Who is calling: the last X-Forwarded-For hop (the one the gateway appended), else the socket peer.
+
+    Behind the gateway that is the client's address; a caller on a service's own port can write any
+    X-Forwarded-For, so this is for throttling and the audit trail, never for an access decision.
+    """
+    forwarded: list[str] = [v.decode("latin-1") for name, v in scope["headers"] if name == b"x-forwarded-for"]
+    for value in reversed(forwarded):
+        hops = [hop.strip() for hop in value.split(",") if hop.strip()]
+        if hops:
+            return hops[-1]
+    peer = scope.get("client")
+    return str(peer[0]) if peer else "unknown"
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this request's path (the `Allow` of a 405)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,21 +15,27 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def run_service(
-    *, name: str, settings_type: type[S], app_factory: str, prestart: Callable[[S], None] | None = None
+    *,
+    name: str,
+    settings_type: type[S],
+    app_factory: str,
+    prestart: Callable[[S], None] | None = None,
+    http: str = "httptools",
 ) -> None:
     """Load the settings (or stop, naming each bad one), log as JSON, run `prestart` once, then serve.
 
-    `prestart` runs before uvicorn forks its workers (database wait, migrations, demo data).
+    `prestart` runs before uvicorn forks its workers (database wait, migrations, demo data). `http` is
+    uvicorn's HTTP protocol: "httptools", or a `module:Class` of one (the gateway's times out slow headers).
     """
     settings = load_settings(settings_type, name)
     configure_logging(name, settings.log_level)
     if prestart is not None:
         prestart(settings)
-    serve(app_factory, settings=settings, service=name)
+    serve(app_factory, settings=settings, service=name, http=http)
 
 
-def serve(app_factory: str, *, settings: ServiceSettings, service: str) -> None:
-    """Serve `module:create_app` (a factory) with uvloop and httptools; workers > 1 forks that many processes."""
+def serve(app_factory: str, *, settings: ServiceSettings, service: str, http: str = "httptools") -> None:
+    """Serve `module:create_app` (a factory) with uvloop; workers > 1 forks that many processes."""
     uvicorn.run(
         app_factory,
         factory=True,
@@ -37,7 +43,7 @@ def serve(app_factory: str, *, settings: ServiceSettings, service: str) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=http,
         access_log=False,
         log_config=logging_config(service, settings.log_level),
         proxy_headers=False,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epm_proto/billing_service.proto\"@\n\x0e\x42illingRequest\x12\x11\n\tpatientId\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\"*\n\x15\x42illingAccountRequest\x12\x11\n\tpatientId\x18\x01 \x01(\t\"4\n\x0f\x42illingResponse\x12\x11\n\taccountId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t2\x8a\x01\n\x0e\x42illingService\x12\x39\n\x14\x43reateBillingAccount\x12\x0f.BillingRequest\x1a\x10.BillingResponse\x12=\n\x11GetBillingAccount\x12\x16.BillingAccountRequest\x1a\x10.BillingResponseB\x0b\n\x07\x62illingP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epm_proto/billing_service.proto\"@\n\x0e\x42illingRequest\x12\x11\n\tpatientId\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\"*\n\x15\x42illingAccountRequest\x12\x11\n\tpatientId\x18\x01 \x01(\t\"4\n\x0f\x42illingResponse\x12\x11\n\taccountId\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t2\xcb\x01\n\x0e\x42illingService\x12\x39\n\x14\x43reateBillingAccount\x12\x0f.BillingRequest\x1a\x10.BillingResponse\x12=\n\x11GetBillingAccount\x12\x16.BillingAccountRequest\x1a\x10.BillingResponse\x12?\n\x13\x43loseBillingAccount\x12\x16.BillingAccountRequest\x1a\x10.BillingResponseB\x0b\n\x07\x62illingP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,5 +39,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BILLINGRESPONSE']._serialized_start=144
   _globals['_BILLINGRESPONSE']._serialized_end=196
   _globals['_BILLINGSERVICE']._serialized_start=199
-  _globals['_BILLINGSERVICE']._serialized_end=337
+  _globals['_BILLINGSERVICE']._serialized_end=402
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class BillingServiceStub:
                 request_serializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
                 response_deserializer=pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
                 _registered_method=True)
+        self.CloseBillingAccount = channel.unary_unary(
+                '/BillingService/CloseBillingAccount',
+                request_serializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
+                response_deserializer=pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -63,6 +68,14 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseBillingAccount(self, request, context):
+        """Added here: after the patient was deleted. Status CLOSED, the stored name and email erased; idempotent,
+        and a patient without an account gets a CLOSED one (so a late CreateBillingAccount stores no data).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +86,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
             ),
             'GetBillingAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBillingAccount,
+                    request_deserializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.FromString,
+                    response_serializer=pm__proto_dot_billing__service__pb2.BillingResponse.SerializeToString,
+            ),
+            'CloseBillingAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseBillingAccount,
                     request_deserializer=pm__proto_dot_billing__service__pb2.BillingAccountRequest.FromString,
                     response_serializer=pm__proto_dot_billing__service__pb2.BillingResponse.SerializeToString,
             ),
@@ -129,6 +147,33 @@ class BillingService:
             request,
             target,
             '/BillingService/GetBillingAccount',
+            pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
+            pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseBillingAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/BillingService/CloseBillingAccount',
             pm__proto_dot_billing__service__pb2.BillingAccountRequest.SerializeToString,
             pm__proto_dot_billing__service__pb2.BillingResponse.FromString,
             options,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf.message import DecodeError
 
+from patient_service.outbox.events import BILLING_ACCOUNT_CLOSE_REQUESTED
 from patient_service.outbox.models import Destination
 from patient_service.outbox.relay import Delivery, OutboxRow
 from pm_common.tokens import ServiceTokens
@@ -102,12 +103,18 @@ class BillingPublisher:
         stub = self._stub
         if stub is None:
             return "failed", "BillingChannelClosed"
+        closing = row.event_type == BILLING_ACCOUNT_CLOSE_REQUESTED
         try:
-            request = billing_service_pb2.BillingRequest.FromString(row.payload)
+            request: billing_service_pb2.BillingRequest | billing_service_pb2.BillingAccountRequest = (
+                billing_service_pb2.BillingAccountRequest.FromString(row.payload)
+                if closing
+                else billing_service_pb2.BillingRequest.FromString(row.payload)
+            )
         except DecodeError:
             return "parked", "DecodeError"
+        method = stub.CloseBillingAccount if closing else stub.CreateBillingAccount
         try:
-            response = await stub.CreateBillingAccount(
+            response = await method(
                 request,
                 timeout=self._deadline_seconds,
                 metadata=(("authorization", self._credentials.authorization()),),
@@ -119,7 +126,7 @@ class BillingPublisher:
             code = exc.code()
             return ("parked" if code in _POISON_CODES else "failed"), code.name
         log.info(
-            "billing account ensured",
+            "billing account closed" if closing else "billing account ensured",
             extra={"patient_id": str(row.aggregate_id), "account_id": response.accountId, "status": response.status},
         )
         return "sent", ""

@@ -21,15 +21,20 @@ class EventType(StrEnum):
 
 
 BILLING_ACCOUNT_REQUESTED = "BILLING_ACCOUNT_REQUESTED"
+BILLING_ACCOUNT_CLOSE_REQUESTED = "BILLING_ACCOUNT_CLOSE_REQUESTED"
 
 
 def patient_event_row(*, event_type: EventType, patient: Mapping[Any, Any], occurred_at: datetime) -> dict[str, Any]:
-    """The outbox row of one PatientEvent (value bytes ready for topic `patient`, key = patient id)."""
+    """The outbox row of one PatientEvent (value bytes ready for topic `patient`, key = patient id).
+
+    PATIENT_DELETED carries the id only: nothing of a deleted patient is sent anywhere again.
+    """
     event_id = uuid.uuid4()
+    deleted = event_type is EventType.PATIENT_DELETED
     message = patient_event_pb2.PatientEvent(
         patientId=str(patient["id"]),
-        name=patient["name"],
-        email=patient["email"],
+        name="" if deleted else patient["name"],
+        email="" if deleted else patient["email"],
         event_type=event_type.value,
         event_id=str(event_id),
     )
@@ -53,5 +58,17 @@ def billing_request_row(*, patient: Mapping[Any, Any]) -> dict[str, Any]:
         "destination": Destination.BILLING_ACCOUNT.value,
         "aggregate_id": patient["id"],
         "event_type": BILLING_ACCOUNT_REQUESTED,
+        "payload": message.SerializeToString(),
+    }
+
+
+def billing_close_row(*, patient_id: uuid.UUID) -> dict[str, Any]:
+    """The outbox row asking billing-service to close the deleted patient's account and erase its copy."""
+    message = billing_service_pb2.BillingAccountRequest(patientId=str(patient_id))
+    return {
+        "event_id": uuid.uuid4(),
+        "destination": Destination.BILLING_ACCOUNT.value,
+        "aggregate_id": patient_id,
+        "event_type": BILLING_ACCOUNT_CLOSE_REQUESTED,
         "payload": message.SerializeToString(),
     }

@@ -52,7 +52,10 @@ _CLAIM = text(
     FOR UPDATE OF o SKIP LOCKED
     """
 )
-_MARK_SENT = text("UPDATE outbox SET state = 'SENT', sent_at = now(), last_error = NULL WHERE id = ANY(:ids)")
+# Delivered rows keep no copy of what they carried (names and emails): the outbox is a queue, not an archive.
+_MARK_SENT = text(
+    "UPDATE outbox SET state = 'SENT', sent_at = now(), last_error = NULL, payload = ''::bytea WHERE id = ANY(:ids)"
+)
 _MARK_RETRY = text(
     """
     UPDATE outbox

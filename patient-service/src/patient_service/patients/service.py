@@ -12,7 +12,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from patient_service.outbox.events import EventType, billing_request_row, patient_event_row
+from patient_service.audit.context import AuditContext
+from patient_service.audit.models import Action
+from patient_service.audit.service import record_in
+from patient_service.outbox.events import EventType, billing_close_row, billing_request_row, patient_event_row
 from patient_service.outbox.models import outbox
 from patient_service.patients.models import EMAIL_UNIQUE_INDEX, patients
 from patient_service.patients.schemas import PatientCreate, PatientUpdate, to_wire, utc_today
@@ -34,6 +37,14 @@ def _is_email_conflict(exc: IntegrityError) -> bool:
     """True when the unique index on lower(email) refused the row (asyncpg's UniqueViolationError)."""
     cause = getattr(exc.orig, "__cause__", None)
     return getattr(cause, "constraint_name", None) == EMAIL_UNIQUE_INDEX
+
+
+async def _audit(
+    connection: AsyncConnection, audit: AuditContext, action: Action, *, patient_id: uuid.UUID, status: int
+) -> None:
+    """Record a write in its own transaction (the change and its record commit together, or neither)."""
+    await record_in(connection, audit.event(action, patient_id=patient_id, status=status))
+    audit.recorded = True
 
 
 async def _read(engine: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -84,8 +95,9 @@ async def get_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> dict[str
     return to_wire(row)
 
 
-async def create_patient(engine: AsyncEngine, *, data: PatientCreate) -> dict[str, str]:
-    """Insert the patient, its PATIENT_CREATED event and its billing-account request in one transaction."""
+async def create_patient(engine: AsyncEngine, *, data: PatientCreate, audit: AuditContext) -> dict[str, str]:
+    """Insert the patient, its PATIENT_CREATED event, its billing-account request and the audit record in
+    one transaction."""
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "name": data.name,
@@ -114,12 +126,15 @@ async def create_patient(engine: AsyncEngine, *, data: PatientCreate) -> dict[st
                 billing_request_row(patient=row),
             ],
         )
+        await _audit(connection, audit, Action.CREATE, patient_id=row["id"], status=201)
     log.info("patient created", extra={"patient_id": str(row["id"])})
     return to_wire(row)
 
 
-async def update_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, data: PatientUpdate) -> dict[str, str]:
-    """Replace a patient's fields (not registeredDate) and queue PATIENT_UPDATED, in one transaction."""
+async def update_patient(
+    engine: AsyncEngine, *, patient_id: uuid.UUID, data: PatientUpdate, audit: AuditContext
+) -> dict[str, str]:
+    """Replace a patient's fields (not registeredDate), queue PATIENT_UPDATED and record it, in one transaction."""
     statement = (
         update(patients)
         .where(patients.c.id == patient_id)
@@ -142,6 +157,7 @@ async def update_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, data: Pa
                     patient_event_row(event_type=EventType.PATIENT_UPDATED, patient=row, occurred_at=row["updated_at"])
                 )
             )
+            await _audit(connection, audit, Action.UPDATE, patient_id=patient_id, status=200)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
             raise _email_taken() from None
@@ -150,20 +166,29 @@ async def update_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, data: Pa
     return to_wire(row)
 
 
-async def delete_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> None:
-    """Delete a patient and queue PATIENT_DELETED (with the last known name and email), in one transaction."""
+async def delete_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, audit: AuditContext) -> None:
+    """Delete a patient, queue PATIENT_DELETED (the id only) and the closing of its billing account, and erase
+    what parked outbox rows still hold of it, in one transaction."""
     statement = (
-        delete(patients)
-        .where(patients.c.id == patient_id)
-        .returning(patients.c.id, patients.c.name, patients.c.email, func.now().label("occurred_at"))
+        delete(patients).where(patients.c.id == patient_id).returning(patients.c.id, func.now().label("occurred_at"))
     )
     async with engine.begin() as connection:
         row = (await connection.execute(statement)).mappings().first()
         if row is None:
             raise NotFoundError(NOT_FOUND)
         await connection.execute(
-            outbox.insert().values(
-                patient_event_row(event_type=EventType.PATIENT_DELETED, patient=row, occurred_at=row["occurred_at"])
-            )
+            outbox.insert(),
+            [
+                patient_event_row(event_type=EventType.PATIENT_DELETED, patient=row, occurred_at=row["occurred_at"]),
+                billing_close_row(patient_id=patient_id),
+            ],
         )
+        # Pending rows are still delivered (their receivers need them) and erased once sent; parked ones
+        # would never be, so they are erased now (a replay of one is refused as invalid and parked again).
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.aggregate_id == patient_id, outbox.c.state == "PARKED")
+            .values(payload=b"", last_error="erased: patient deleted")
+        )
+        await _audit(connection, audit, Action.DELETE, patient_id=patient_id, status=204)
     log.info("patient deleted", extra={"patient_id": str(patient_id)})

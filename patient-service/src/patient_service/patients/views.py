@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
-from patient_service.deps import DeleterDep, EngineDep, OutboxSignalDep, ReadEngineDep, ReaderDep, WriterDep
+from patient_service.deps import AuditDep, DeleterDep, EngineDep, OutboxSignalDep, ReadEngineDep, ReaderDep, WriterDep
 from patient_service.outbox.models import Destination
 from patient_service.patients import service
 from patient_service.patients.schemas import PatientCreate, PatientResponse, PatientUpdate
@@ -48,12 +48,14 @@ def _json(content: Any, *, status_code: int = 200, headers: dict[str, str] | Non
 @router.get("", response_model=list[PatientResponse], responses=_CALLER_ERRORS, summary="List patients")
 async def list_patients(
     caller: ReaderDep,
+    audit: AuditDep,
     engine: ReadEngineDep,
     page: Annotated[int | None, Query(ge=0, le=10_000_000, description="Page number, from 0")] = None,
     size: Annotated[int | None, Query(ge=1, le=1000, description="Page size (default 100 when page is given)")] = None,
 ) -> Response:
     """All patients (a JSON array), or one page of them with page/size; X-Total-Count has the total."""
     items, total = await service.list_patients(engine, page=page, size=size)
+    audit.rows = len(items)
     return _json(items, headers={"X-Total-Count": str(total)})
 
 
@@ -65,10 +67,10 @@ async def get_patient(caller: ReaderDep, patient_id: PatientId, engine: ReadEngi
 
 @router.post("", status_code=201, response_model=PatientResponse, responses=_BODY_ERRORS, summary="Create a patient")
 async def create_patient(
-    caller: WriterDep, body: PatientCreate, engine: EngineDep, outbox: OutboxSignalDep
+    caller: WriterDep, audit: AuditDep, body: PatientCreate, engine: EngineDep, outbox: OutboxSignalDep
 ) -> Response:
     """Register a patient; its PATIENT_CREATED event and billing-account request follow via the outbox."""
-    patient = await service.create_patient(engine, data=body)
+    patient = await service.create_patient(engine, data=body, audit=audit)
     outbox.notify()
     return _json(patient, status_code=201)
 
@@ -80,19 +82,24 @@ async def create_patient(
     summary="Update a patient",
 )
 async def update_patient(
-    caller: WriterDep, patient_id: PatientId, body: PatientUpdate, engine: EngineDep, outbox: OutboxSignalDep
+    caller: WriterDep,
+    audit: AuditDep,
+    patient_id: PatientId,
+    body: PatientUpdate,
+    engine: EngineDep,
+    outbox: OutboxSignalDep,
 ) -> Response:
     """Replace name, email, address and dateOfBirth (registeredDate is kept); emits PATIENT_UPDATED."""
-    patient = await service.update_patient(engine, patient_id=patient_id, data=body)
+    patient = await service.update_patient(engine, patient_id=patient_id, data=body, audit=audit)
     outbox.notify(Destination.PATIENT_EVENT)
     return _json(patient)
 
 
 @router.delete("/{id}", status_code=204, responses=_ID_ERRORS, summary="Delete a patient")
 async def delete_patient(
-    caller: DeleterDep, patient_id: PatientId, engine: EngineDep, outbox: OutboxSignalDep
+    caller: DeleterDep, audit: AuditDep, patient_id: PatientId, engine: EngineDep, outbox: OutboxSignalDep
 ) -> Response:
     """Delete a patient; emits PATIENT_DELETED."""
-    await service.delete_patient(engine, patient_id=patient_id)
+    await service.delete_patient(engine, patient_id=patient_id, audit=audit)
     outbox.notify(Destination.PATIENT_EVENT)
     return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""User management for ADMINs: create, list, change role, disable."""

@@ -1,0 +1,58 @@
+"""/users for ADMINs: thin routes over users.service."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from auth_service.auth.schemas import MessageResponse
+from auth_service.deps import EngineDep, PasswordsDep
+from auth_service.users import service
+from auth_service.users.schemas import UserCreate, UserCreated, UserResponse, UserUpdate
+from pm_common.access import Permission
+from pm_common.auth import require
+
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require(Permission.MANAGE_USERS))])
+
+UserId = Annotated[uuid.UUID, Path(alias="id", description="The user's id (UUID)")]
+_ACCESS: dict[int | str, dict[str, Any]] = {
+    401: {"model": MessageResponse, "description": "No valid bearer token"},
+    403: {"model": MessageResponse, "description": "The token's role is not ADMIN"},
+}
+_BODY: dict[int | str, dict[str, Any]] = {400: {"description": "`{field: message}`, or `{message}` (bad JSON)"}}
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a user",
+    responses={**_ACCESS, **_BODY, 409: {"model": MessageResponse, "description": "Email taken"}},
+)
+async def create_user(body: UserCreate, engine: EngineDep, passwords: PasswordsDep) -> UserCreated:
+    """A new user with an email, a password (the policy) and a role."""
+    return await service.create_user(
+        engine=engine, passwords=passwords, email=body.email, password=body.password, role=body.role
+    )
+
+
+@router.get("", summary="List users", responses=_ACCESS)
+async def list_users(engine: EngineDep) -> list[UserResponse]:
+    """Every user, oldest first; never a password hash."""
+    return await service.list_users(engine=engine)
+
+
+@router.patch(
+    "/{id}",
+    summary="Change a user's role or disable them",
+    responses={
+        **_ACCESS,
+        **_BODY,
+        404: {"model": MessageResponse, "description": "User not found"},
+        409: {"model": MessageResponse, "description": "It would leave no enabled ADMIN"},
+    },
+)
+async def update_user(user_id: UserId, body: UserUpdate, engine: EngineDep) -> UserResponse:
+    """Change role and/or disabled; the last enabled ADMIN cannot be disabled or demoted."""
+    return await service.update_user(engine=engine, user_id=user_id, role=body.role, disabled=body.disabled)

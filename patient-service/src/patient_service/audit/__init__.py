@@ -1,0 +1,1 @@
+"""Who looked at or changed which patient record: an append-only trail."""
