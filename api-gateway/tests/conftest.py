@@ -7,11 +7,13 @@ import base64
 import contextlib
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import uvicorn
 
@@ -147,6 +149,14 @@ async def echo_client(echo_gateway: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the all-echo gateway."""
     async with httpx.AsyncClient(base_url=echo_gateway, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    """An Authorization header with a fresh ADMIN token of the demo key (every JWT route lets it through)."""
+    now = int(time.time())
+    claims = {"sub": "admin@test.com", "role": "ADMIN", "iat": now, "exp": now + 600}
+    return {"Authorization": f"Bearer {jwt.encode(claims, KEY, algorithm='HS256')}"}
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Query parameters steer it: `delay=S` answers after S seconds; `stream=N` sends N bytes in 64 KiB
 chunks without Content-Length (`pause=S` waits S seconds after the first chunk); `status=C&location=L`
 answers C with that Location; `set_cookie=1` sets a cookie; `cache=1` sends Cache-Control, security and CORS
-headers; `hop=1` answers with hop-by-hop headers.
+headers; `hop=1` answers with hop-by-hop headers; `drop=PORT` makes the instance on PORT read the request and then reset the connection without
+an answer (other instances answer as usual). The echoed body names the instance's `port`.
 `GET /__seen` (not reachable through the gateway) lists the X-Request-IDs it has received.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
+import struct
 import sys
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +22,7 @@ from urllib.parse import parse_qs
 import uvicorn
 
 CHUNK = 64 * 1024
+PORT = int(sys.argv[1]) if __name__ == "__main__" else 0
 seen: list[str] = []
 
 
@@ -46,6 +50,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/__seen":
         return await _json(send, 200, seen)
     seen.extend(v for k, v in headers if k == "x-request-id")
+    if query.get("drop") == str(PORT):
+        return _reset(receive)
     if "delay" in query:
         await asyncio.sleep(float(query["delay"]))
     if "stream" in query:
@@ -61,6 +67,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if "hop" in query:
         extra += [(b"connection", b"x-upstream-hop"), (b"x-upstream-hop", b"1"), (b"keep-alive", b"timeout=5")]
     echo = {
+        "port": PORT,
         "method": scope["method"],
         "path": path,
         "raw_path": scope["raw_path"].decode("latin-1"),
@@ -96,5 +103,13 @@ async def _stream(send: Any, size: int, pause: float) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+def _reset(receive: Any) -> None:
+    """Reset the connection (RST, no answer): uvicorn's receive is a method of the cycle that holds the transport."""
+    transport = receive.__self__.transport
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False)

@@ -15,7 +15,7 @@ THROTTLE = {
     "LOGIN_FAILURE_WINDOW_SECONDS": ("login_failure_window_seconds", 900),
     "LOGIN_CLIENT_LIMIT": ("login_client_limit", 30),
     "LOGIN_CLIENT_WINDOW_SECONDS": ("login_client_window_seconds", 60),
-    "LOGIN_ATTEMPTS_CLEANUP_INTERVAL_SECONDS": ("login_attempts_cleanup_interval_seconds", 300),
+    "PURGE_INTERVAL_SECONDS": ("purge_interval_seconds", 300),
 }
 
 

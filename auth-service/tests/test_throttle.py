@@ -198,7 +198,7 @@ async def test_expired_counters_are_deleted(engine: AsyncEngine, client: httpx.A
 
 
 async def test_the_lifespan_deletes_expired_counters_periodically(serve: Serve, engine: AsyncEngine) -> None:
-    async with serve(login_attempts_cleanup_interval_seconds=0.1) as client:
+    async with serve(purge_interval_seconds=0.1) as client:
         await fail(client, 1, {"email": "a@test.com", "password": "password123"})
         async with engine.begin() as connection:
             await connection.execute(update(login_attempts).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))

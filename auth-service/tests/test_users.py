@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.auth.models import users
 from auth_service.auth.service import DEMO_USER_EMAIL, DEMO_USER_ID, seed_demo_user
+from pm_common.idempotency import request_hash
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -326,3 +327,23 @@ async def test_openapi_lists_the_user_routes(shared_client: httpx.AsyncClient) -
 
     assert set(paths["/users"]) == {"get", "post"}
     assert set(paths["/users/{id}"]) == {"patch"}
+
+
+async def test_an_idempotency_key_makes_a_retried_create_safe(
+    client: httpx.AsyncClient, bearer: Bearer, engine: AsyncEngine
+) -> None:
+    headers = {**bearer("ADMIN"), "Idempotency-Key": "create-staff-1"}
+    first = await client.post("/users", json=NEW_USER, headers=headers)
+    again = await client.post("/users", json=NEW_USER, headers=headers)
+    other = await client.post("/users", json={**NEW_USER, "role": "ANALYST"}, headers=headers)
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 422)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    async with engine.connect() as connection:
+        stored = (await connection.execute(select(users.c.id).where(users.c.email == NEW_USER["email"]))).all()
+    assert len(stored) == 1
+    async with engine.connect() as connection:
+        fingerprint = (await connection.execute(text("SELECT request_hash FROM idempotency_keys"))).scalar_one()
+    # Keyed with the service's secret: a plain hash of the body (which holds the password) would match this.
+    assert fingerprint != request_hash("POST", "/users", {**NEW_USER})

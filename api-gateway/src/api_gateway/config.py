@@ -1,8 +1,8 @@
-"""api-gateway settings: server, the shared JWT key, upstream URLs and per-route timeouts."""
+"""api-gateway settings: server, the shared JWT key, upstream URLs (one or several each) and per-route timeouts."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from pm_common.settings import JwtSettings, ServiceSettings
 
@@ -52,15 +52,35 @@ class Settings(ServiceSettings, JwtSettings):
     request_body_timeout_seconds: float = Field(
         default=20.0, validation_alias="REQUEST_BODY_TIMEOUT_SECONDS", gt=0, le=600
     )
+    # Passive health and retries over a service's instances (see README.md): an instance that refuses
+    # connections sits out this long, doubling per failure up to the max; at most this many attempts.
+    upstream_cooldown_seconds: float = Field(default=1.0, validation_alias="UPSTREAM_COOLDOWN_SECONDS", gt=0, le=300)
+    upstream_max_cooldown_seconds: float = Field(
+        default=10.0, validation_alias="UPSTREAM_MAX_COOLDOWN_SECONDS", gt=0, le=3600
+    )
+    upstream_max_attempts: int = Field(default=2, validation_alias="UPSTREAM_MAX_ATTEMPTS", ge=1, le=10)
     # Browser origins allowed to call the API (comma-separated); empty: CORS stays closed.
     cors_allowed_origins: str = Field(default="", validation_alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("auth_service_url", "patient_service_url", "analytics_service_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or not value.split("://", 1)[1].strip("/"):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        # One base URL, or several (the instances of a replicated service), comma-separated.
+        urls = [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+        for url in urls:
+            if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1].strip("/"):
+                raise ValueError("must be an http:// or https:// URL, or a comma-separated list of them")
+        if not urls:
+            raise ValueError("must be an http:// or https:// URL, or a comma-separated list of them")
+        if len(set(urls)) != len(urls):
+            raise ValueError("lists a URL twice")
+        return ",".join(urls)
+
+    @model_validator(mode="after")
+    def _check_cooldown(self) -> Settings:
+        if self.upstream_max_cooldown_seconds < self.upstream_cooldown_seconds:
+            raise ValueError("UPSTREAM_MAX_COOLDOWN_SECONDS must not be below UPSTREAM_COOLDOWN_SECONDS")
+        return self
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -79,3 +99,8 @@ class Settings(ServiceSettings, JwtSettings):
     def read_timeout(self, per_route: float | None) -> float:
         """A route's read timeout: its own setting, else the default."""
         return self.upstream_read_timeout_seconds if per_route is None else per_route
+
+
+def service_urls(value: str) -> tuple[str, ...]:
+    """The base URLs of a `*_SERVICE_URL` setting (one, or the comma-separated instances of a service)."""
+    return tuple(url for url in value.split(",") if url)

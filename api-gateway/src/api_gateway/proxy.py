@@ -17,6 +17,7 @@ import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
+from api_gateway.balancer import Instance
 from api_gateway.headers import (
     client_response_headers,
     request_header_problem,
@@ -48,12 +49,17 @@ _CORS_PREFLIGHT_HEADERS = (
     (b"access-control-max-age", b"600"),
 )
 _CORS_EXPOSE = (b"access-control-expose-headers", b"X-Request-ID")
+# Failures before any byte of the request went out: the instance refused (or did not accept) the connection.
+_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# Failures after the request (maybe partly) went out and before a response status: retried only when idempotent.
+_MID_FLIGHT = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionResetError)
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class _RequestBody:
-    """Counts the streamed request body; remembers why it stopped early."""
+    """Counts the streamed request body; remembers why it stopped early, and keeps a small one for a retry."""
 
-    __slots__ = ("client_gone", "deadline", "received", "timed_out", "too_large")
+    __slots__ = ("client_gone", "complete", "deadline", "kept", "received", "started", "timed_out", "too_large")
 
     def __init__(self, deadline: float) -> None:
         self.received = 0
@@ -61,6 +67,9 @@ class _RequestBody:
         self.client_gone = False
         self.timed_out = False
         self.deadline = deadline  # loop time by which the whole body must have arrived
+        self.started = False  # the stream was read from (an upstream took some of it)
+        self.complete = False  # the client's last chunk arrived
+        self.kept: list[bytes] | None = None  # the chunks so far, while a retry may need them
 
 
 class _StopBody(Exception):
@@ -194,6 +203,7 @@ class Gateway:
                 return await _send_json(send, 413, {"message": "Request body too large"}, request_id)
         body = _RequestBody(0.0)
         data: bytes | AsyncIterator[bytes] | None = None
+        first = b""
         if (content_length not in (None, "0")) or _header(headers, b"transfer-encoding") is not None:
             body.deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
             try:
@@ -203,15 +213,21 @@ class Gateway:
                 return await _body_timed_out(send, request_id)
             if message["type"] == "http.disconnect":
                 return CLIENT_CLOSED
-            first: bytes = message.get("body", b"")
+            first = message.get("body", b"")
             body.received = len(first)
             if body.received > self.max_body_bytes:
                 return await _send_json(send, 413, {"message": "Request body too large"}, request_id)
-            # A body that came in one piece (the usual JSON request) goes as bytes, the rest streams.
-            data = self._stream_body(first, receive, body) if message.get("more_body", False) else first
+            # A body that came in one piece (the usual JSON request) goes as bytes, the rest streams
+            # (a small one is kept on the way when the request may be retried after a failure mid-flight).
+            if message.get("more_body", False):
+                if _idempotent(scope["method"], headers):
+                    body.kept = []
+                data = self._stream_body(first, receive, body)
+            else:
+                data = first
 
         query: bytes = scope["query_string"]
-        url = URL(route.base_url + (target + b"?" + query if query else target).decode("latin-1"), encoded=True)
+        path_and_query = (target + b"?" + query if query else target).decode("latin-1")
         client = scope.get("client")
         upstream_headers = upstream_request_headers(
             headers,
@@ -221,23 +237,52 @@ class Gateway:
             scheme=scope["scheme"],
         )
         session = self.upstreams.session
-        try:
-            response = await session.request(
-                scope["method"],
-                url,
-                headers=upstream_headers,
-                data=data,
-                allow_redirects=False,
-                timeout=route.timeout,
-            )
-        except Exception as exc:
-            return await self._upstream_failed(exc, send, route, request_id, body)
+        method: str = scope["method"]
+        balancer = route.balancer
+        instance = balancer.pick()
+        tried: tuple[Instance, ...] = ()
+        failure: Exception | None = None
+        while True:
+            try:
+                response = await session.request(
+                    method,
+                    URL(instance.url + path_and_query, encoded=True),
+                    headers=upstream_headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=route.timeout,
+                )
+                break
+            except Exception as exc:
+                if isinstance(exc, _NEVER_SENT):
+                    balancer.failed(instance)
+                if failure is None or isinstance(failure, _NEVER_SENT):
+                    failure = exc  # a failure mid-flight decides the answer over refused connections (503)
+                tried = (*tried, instance)
+                replayable, replay = False, None
+                if len(tried) < balancer.attempts and _may_retry(exc, method, headers, body):
+                    replayable, replay = self._replay(data, first, receive, body)
+                following = balancer.another(tried) if replayable else None
+                if following is None:
+                    return await self._upstream_failed(failure, send, route, request_id, body)
+                log.warning(
+                    "upstream call failed, retrying on another instance",
+                    extra={
+                        "upstream": instance.name,
+                        "error": type(exc).__name__,
+                        "retry": following.name,
+                        "request_id": request_id,
+                    },
+                )
+                instance, data = following, replay
+        if instance.failures:
+            balancer.recovered(instance)
 
         try:
             response_headers = client_response_headers(
                 response.raw_headers,
                 request_id=request_id.encode(),
-                upstream_origin=route.base_url.encode(),
+                upstream_origin=instance.origin,
                 upstream_prefix=route.upstream_prefix,
                 public_prefix=route.prefix,
                 replaced=route.response_drop,
@@ -271,8 +316,16 @@ class Gateway:
             response.release()
 
     async def _stream_body(self, first: bytes, receive: Receive, body: _RequestBody) -> AsyncIterator[bytes]:
-        """The request body chunk by chunk; stops the upload past the size limit or when the client leaves."""
+        """The request body chunk by chunk; stops the upload past the size limit or when the client leaves.
+
+        While `body.kept` is a list, the chunks are kept there too, until they pass the buffer size.
+        """
+        body.started = True
+        if body.kept is not None and body.received > _BUFFER_LIMIT:
+            body.kept = None
         if first:
+            if body.kept is not None:
+                body.kept.append(first)
             yield first
         while True:
             try:
@@ -289,10 +342,31 @@ class Gateway:
             if body.received > self.max_body_bytes:
                 body.too_large = True
                 raise _StopBody
+            more = message.get("more_body", False)
+            kept = body.kept
+            if kept is not None:
+                if body.received > _BUFFER_LIMIT:
+                    body.kept = None  # too large to keep: this body cannot be replayed
+                else:
+                    kept.append(chunk)
+            body.complete = not more
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
+            if not more:
                 return
+
+    def _replay(
+        self, data: bytes | AsyncIterator[bytes] | None, first: bytes, receive: Receive, body: _RequestBody
+    ) -> tuple[bool, bytes | AsyncIterator[bytes] | None]:
+        """(True, the body for another attempt): the same bytes, a fresh stream when none of it was read yet,
+        or the kept copy of a small streamed body that arrived whole; (False, None) when it cannot be replayed."""
+        if data is None or isinstance(data, bytes):
+            return True, data
+        if not body.started:
+            return True, self._stream_body(first, receive, body)
+        if body.complete and body.kept is not None:
+            return True, b"".join(body.kept)
+        return False, None
 
     async def _upstream_failed(
         self, exc: Exception, send: Send, route: Route, request_id: str, body: _RequestBody
@@ -312,6 +386,22 @@ class Gateway:
             extra={"upstream": route.upstream, "error": type(exc).__name__, "status": status, "request_id": request_id},
         )
         return await _send_json(send, status, {"message": message}, request_id)
+
+
+def _idempotent(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """A request that may be sent twice: an idempotent method, or a POST with an Idempotency-Key."""
+    return method in _IDEMPOTENT_METHODS or (
+        method == "POST" and _header_bytes(headers, b"idempotency-key") is not None
+    )
+
+
+def _may_retry(exc: Exception, method: str, headers: list[tuple[bytes, bytes]], body: _RequestBody) -> bool:
+    """Whether a failed attempt may be made again on another instance (the body aside, see _replay)."""
+    if body.too_large or body.timed_out or body.client_gone:
+        return False
+    if isinstance(exc, _NEVER_SENT):
+        return True  # nothing of the request went out: safe for every method
+    return isinstance(exc, _MID_FLIGHT) and _idempotent(method, headers)
 
 
 def _classify(exc: Exception, upstream: str) -> tuple[int, str]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from api_gateway.config import Settings
+from api_gateway.balancer import Balancer
+from api_gateway.config import Settings, service_urls
 from pm_common.access import RESOURCE_PERMISSIONS, Permission
 
 # On every answer the gateway gives (proxied or its own).
@@ -22,6 +23,9 @@ AUTH_PRIVATE_PATHS = ("/docs", "/openapi.json", "/redoc", "/health")
 @dataclass(frozen=True, slots=True)
 class Route:
     """Requests under `prefix` go to `base_url` with `prefix` replaced by `upstream_prefix`.
+
+    `base_url` is one URL or the comma-separated instances of the upstream; `balancer` spreads requests
+    over them (the route table gives every route of one upstream the same balancer, so one health state).
 
     `exact` routes match their path only; prefix routes match `prefix/...` and, when `bare`, the
     prefix itself. Matching works on the raw (still percent-encoded) path, so an encoded prefix or
@@ -47,6 +51,7 @@ class Route:
     private_subtrees: tuple[str, ...] = field(init=False, default=())
     response_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, default=())
     response_drop: frozenset[bytes] = field(init=False, default=frozenset())
+    balancer: Balancer = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         no_store = self.prefix.startswith(NO_STORE_PREFIXES)
@@ -56,6 +61,7 @@ class Route:
         set_(self, "private_subtrees", tuple(path + "/" for path in self.private_paths))
         set_(self, "response_headers", headers)
         set_(self, "response_drop", frozenset(name for name, _ in headers))
+        set_(self, "balancer", Balancer(self.upstream, service_urls(self.base_url)))
 
     def is_private(self, path: str) -> bool:
         """True when the decoded request path addresses one of the upstream's private paths."""
@@ -74,10 +80,30 @@ class Route:
 
 
 class RouteTable:
-    """The routes, tried in order; the first match wins."""
+    """The routes, tried in order; the first match wins. Routes to one upstream share one balancer."""
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        max_attempts: int = 2,
+        cooldown_seconds: float = 1.0,
+        max_cooldown_seconds: float = 10.0,
+    ) -> None:
         self.routes = tuple(routes)
+        balancers: dict[tuple[str, str], Balancer] = {}
+        for route in self.routes:
+            key = (route.upstream, route.base_url)
+            if key not in balancers:
+                balancers[key] = Balancer(
+                    route.upstream,
+                    service_urls(route.base_url),
+                    max_attempts=max_attempts,
+                    cooldown_seconds=cooldown_seconds,
+                    max_cooldown_seconds=max_cooldown_seconds,
+                )
+            object.__setattr__(route, "balancer", balancers[key])
+        self.balancers = tuple(balancers.values())
 
     def match(self, raw_path: bytes) -> tuple[Route, bytes] | None:
         """(route, upstream path) for a request path, or None (the gateway's own endpoints or 404)."""
@@ -88,7 +114,7 @@ class RouteTable:
         return None
 
     def upstreams(self) -> dict[str, str]:
-        """Upstream name -> base URL, for readiness."""
+        """Upstream name -> base URL (or comma-separated instance URLs), for readiness."""
         return {route.upstream: route.base_url for route in self.routes}
 
 
@@ -192,5 +218,8 @@ def build_routes(settings: Settings) -> RouteTable:
                 exact=True,
                 methods=docs_methods,
             ),
-        ]
+        ],
+        max_attempts=settings.upstream_max_attempts,
+        cooldown_seconds=settings.upstream_cooldown_seconds,
+        max_cooldown_seconds=settings.upstream_max_cooldown_seconds,
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from pm_common.settings import DatabaseSettings, DemoDataSettings, JwtSettings, ServiceSettings
+from pm_common.settings import DatabaseSettings, DemoDataSettings, JwtSettings, RetentionSettings, ServiceSettings
 
 SERVICE = "auth-service"
 
 
-class Settings(ServiceSettings, DatabaseSettings, JwtSettings, DemoDataSettings):
+class Settings(ServiceSettings, DatabaseSettings, JwtSettings, DemoDataSettings, RetentionSettings):
     """Everything auth-service reads from the environment (see README.md for the names)."""
 
     port: int = Field(default=4005, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
@@ -23,8 +23,4 @@ class Settings(ServiceSettings, DatabaseSettings, JwtSettings, DemoDataSettings)
     login_client_limit: int = Field(default=30, validation_alias="LOGIN_CLIENT_LIMIT", ge=1, le=1_000_000)
     login_client_window_seconds: int = Field(
         default=60, validation_alias="LOGIN_CLIENT_WINDOW_SECONDS", ge=1, le=86_400
-    )
-    # How often each instance deletes expired throttling rows.
-    login_attempts_cleanup_interval_seconds: float = Field(
-        default=300.0, validation_alias="LOGIN_ATTEMPTS_CLEANUP_INTERVAL_SECONDS", gt=0, le=86_400
     )

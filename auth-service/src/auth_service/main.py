@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from auth_service.auth import views
+from auth_service.auth.models import idempotency_keys, login_attempts
 from auth_service.auth.passwords import Passwords
 from auth_service.auth.schemas import FIELD_MESSAGES
-from auth_service.auth.throttle import THROTTLE_ERROR_HANDLERS, LoginThrottle, delete_expired_periodically
+from auth_service.auth.throttle import THROTTLE_ERROR_HANDLERS, LoginThrottle
 from auth_service.config import SERVICE, Settings
 from auth_service.users import views as user_views
-from pm_common.app import build_app
+from pm_common.app import background, build_app
 from pm_common.auth import AUTH_ERROR_HANDLERS
-from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
+from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from, purge_expired_periodically
 from pm_common.health import health_router
+from pm_common.idempotency import IDEMPOTENCY_ERROR_HANDLERS
 from pm_common.settings import jwt_key, load_settings
 from pm_common.tokens import TokenVerifier
 
@@ -32,18 +33,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = engine_from(settings)
         app.state.engine = engine
         app.state.passwords = await asyncio.to_thread(Passwords)  # its dummy hash costs one argon2 hash
-        cleanup = asyncio.create_task(
-            delete_expired_periodically(
-                engine=engine, interval_seconds=settings.login_attempts_cleanup_interval_seconds
-            ),
-            name="login-attempts-cleanup",
+        purge = purge_expired_periodically(
+            engine,
+            tables=(login_attempts, idempotency_keys),
+            interval_seconds=settings.purge_interval_seconds,
         )
         try:
-            yield
+            async with background(purge, name="purge-expired"):
+                yield
         finally:
-            cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleanup
             await engine.dispose()
 
     app = build_app(
@@ -52,7 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Login with email and password; issues and validates HS256 JWTs; ADMINs manage users.",
         routers=[views.router, user_views.router, health_router(checks={"database": database_check})],
         lifespan=lifespan,
-        error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS, **THROTTLE_ERROR_HANDLERS},
+        error_handlers={
+            **DATABASE_ERROR_HANDLERS,
+            **AUTH_ERROR_HANDLERS,
+            **THROTTLE_ERROR_HANDLERS,
+            **IDEMPOTENCY_ERROR_HANDLERS,
+        },
         field_overrides=FIELD_MESSAGES,
         invalid_path_message="User id must be a UUID",
     )

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from pm_common.settings import DatabaseSettings, DemoDataSettings, JwtSettings, KafkaSettings, ServiceSettings
+from pm_common.settings import (
+    DatabaseSettings,
+    DemoDataSettings,
+    JwtSettings,
+    KafkaSettings,
+    RetentionSettings,
+    ServiceSettings,
+)
 
 SERVICE = "patient-service"
 
 
-class Settings(ServiceSettings, DatabaseSettings, KafkaSettings, JwtSettings, DemoDataSettings):
+class Settings(ServiceSettings, DatabaseSettings, KafkaSettings, JwtSettings, DemoDataSettings, RetentionSettings):
     """Everything patient-service reads from its environment."""
 
     port: int = Field(default=4000, validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)

@@ -8,12 +8,14 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from patient_service.audit.context import AuditContext
+from patient_service.config import Settings
 from patient_service.outbox.relay import OutboxSignal
 from pm_common.access import Permission
 from pm_common.app import from_state
 from pm_common.auth import require
 from pm_common.tokens import Identity
 
+SettingsDep = Annotated[Settings, Depends(from_state("settings", Settings))]
 # For writes, in explicit transactions.
 EngineDep = Annotated[AsyncEngine, Depends(from_state("engine", AsyncEngine))]
 # The same pool in autocommit mode: a single-statement read needs no BEGIN/ROLLBACK round trips.

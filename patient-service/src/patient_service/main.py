@@ -19,11 +19,13 @@ from patient_service.outbox.billing import BillingPublisher
 from patient_service.outbox.kafka import KafkaPublisher
 from patient_service.outbox.relay import OutboxRelay, OutboxSignal
 from patient_service.patients import views
+from patient_service.patients.models import idempotency_keys
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
 from pm_common.app import build_app
 from pm_common.auth import AUTH_ERROR_HANDLERS
-from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
+from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from, purge_expired_periodically
 from pm_common.health import health_router
+from pm_common.idempotency import IDEMPOTENCY_ERROR_HANDLERS
 from pm_common.settings import jwt_key, load_settings
 from pm_common.tokens import ServiceTokens, TokenVerifier
 
@@ -62,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for publisher in (kafka, billing)
             ]
         tasks = [asyncio.create_task(relay.run(), name=f"outbox-relay-{relay.destination}") for relay in relays]
+        purge = purge_expired_periodically(
+            engine, tables=(idempotency_keys,), interval_seconds=settings.purge_interval_seconds
+        )
+        tasks.append(asyncio.create_task(purge, name="purge-expired-idempotency-keys"))
         audit_writer = AuditWriter(engine, interval_seconds=settings.audit_flush_interval_seconds)
         audit_writer.start()
         app.state.audit_writer = audit_writer
@@ -95,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Patient records. Changes reach Kafka topic `patient` and billing-service through an outbox.",
         routers=[views.router, audit_views.router, health],
         lifespan=lifespan,
-        error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS},
+        error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS, **IDEMPOTENCY_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
         invalid_path_message="Invalid patient id",
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.

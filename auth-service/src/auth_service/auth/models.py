@@ -6,6 +6,7 @@ from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table,
 from sqlalchemy.dialects.postgresql import UUID
 
 from pm_common.database import new_metadata
+from pm_common.idempotency import idempotency_table
 
 metadata = new_metadata()
 
@@ -39,3 +40,6 @@ login_attempts = Table(
 )
 
 Index("ix_login_attempts_expires_at", login_attempts.c.expires_at)
+
+# Idempotency-Key of POST /users: stored in the create's transaction (pm_common.idempotency).
+idempotency_keys = idempotency_table(metadata)

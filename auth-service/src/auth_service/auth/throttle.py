@@ -9,7 +9,6 @@ no email or address is stored.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -125,16 +124,3 @@ async def delete_expired(*, engine: AsyncEngine) -> int:
     async with engine.begin() as connection:
         result = await connection.execute(delete(login_attempts).where(login_attempts.c.expires_at <= func.now()))
     return int(result.rowcount)
-
-
-async def delete_expired_periodically(*, engine: AsyncEngine, interval_seconds: float) -> None:
-    """Run delete_expired every interval_seconds until cancelled; a failure is logged and retried next time."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        try:
-            deleted = await delete_expired(engine=engine)
-        except Exception as exc:  # the database may be down for a while: try again next interval
-            log.warning("expired login counters not deleted", extra={"error": type(exc).__name__})
-            continue
-        if deleted:
-            log.info("expired login counters deleted", extra={"count": deleted})

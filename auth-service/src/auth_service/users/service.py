@@ -10,11 +10,13 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_service.auth.models import users
+from auth_service.auth.models import idempotency_keys, users
 from auth_service.auth.passwords import Passwords
 from auth_service.users.schemas import UserCreated, UserResponse
+from pm_common import idempotency
 from pm_common.access import Role
 from pm_common.http import DomainError, NotFoundError
+from pm_common.idempotency import RetryKey
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,16 @@ _COLUMNS = (users.c.id, users.c.email, users.c.role, users.c.disabled, users.c.c
 
 
 async def create_user(
-    *, engine: AsyncEngine, passwords: Passwords, email: str, password: str, role: Role
+    *, engine: AsyncEngine, passwords: Passwords, email: str, password: str, role: Role, retry: RetryKey | None = None
 ) -> UserCreated:
-    """Insert a user with an argon2 hash of password; 409 when the email is taken (without regard to case)."""
+    """Insert a user with an argon2 hash of password; 409 when the email is taken (without regard to case).
+
+    With an Idempotency-Key (retry), the key and the answer are stored in the same transaction.
+    """
     password_hash = await asyncio.to_thread(passwords.hash, password)
     async with engine.begin() as connection:
+        if retry is not None:
+            await idempotency.guard(connection, idempotency_keys, retry)  # a repeat: Replayed, nothing created
         row = (
             await connection.execute(
                 insert(users)
@@ -35,10 +42,14 @@ async def create_user(
                 .returning(users.c.id, users.c.email, users.c.role)
             )
         ).one_or_none()
-    if row is None:
-        raise DomainError("A user with this email already exists", status_code=409)
+        if row is None:
+            raise DomainError("A user with this email already exists", status_code=409)
+        created = UserCreated(id=row.id, email=row.email, role=row.role)
+        if retry is not None:
+            body = created.model_dump(mode="json")
+            await idempotency.complete(connection, idempotency_keys, retry, status=201, body=body)
     log.info("user created", extra={"user_id": str(row.id), "role": row.role})
-    return UserCreated(id=row.id, email=row.email, role=row.role)
+    return created
 
 
 async def list_users(*, engine: AsyncEngine) -> list[UserResponse]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Header, Path
 
 from auth_service.auth.schemas import MessageResponse
-from auth_service.deps import EngineDep, PasswordsDep
+from auth_service.deps import EngineDep, PasswordsDep, SettingsDep
 from auth_service.users import service
 from auth_service.users.schemas import UserCreate, UserCreated, UserResponse, UserUpdate
 from pm_common.access import Permission
 from pm_common.auth import require
+from pm_common.idempotency import HEADER, RetryKey, checked_key, request_hash
+from pm_common.settings import jwt_key
+from pm_common.tokens import Identity
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require(Permission.MANAGE_USERS))])
+# The caller (an ADMIN: the router's dependency already refused everyone else; FastAPI runs it once).
+AdminDep = Annotated[Identity, Depends(require(Permission.MANAGE_USERS))]
 
 UserId = Annotated[uuid.UUID, Path(alias="id", description="The user's id (UUID)")]
 _ACCESS: dict[int | str, dict[str, Any]] = {
@@ -30,10 +35,33 @@ _BODY: dict[int | str, dict[str, Any]] = {400: {"description": "`{field: message
     summary="Create a user",
     responses={**_ACCESS, **_BODY, 409: {"model": MessageResponse, "description": "Email taken"}},
 )
-async def create_user(body: UserCreate, engine: EngineDep, passwords: PasswordsDep) -> UserCreated:
+async def create_user(
+    caller: AdminDep,
+    body: UserCreate,
+    engine: EngineDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="1-255 printable characters: a repeat with the same key and body (same caller, within "
+            "IDEMPOTENCY_KEY_TTL_SECONDS) answers the first outcome with `Idempotent-Replayed: true`; the same "
+            "key with another body is 422.",
+        ),
+    ] = None,
+) -> UserCreated:
     """A new user with an email, a password (the policy) and a role."""
+    key = checked_key(idempotency_key)
+    retry = None
+    if key is not None:
+        # Keyed: the body holds the new password, which the stored fingerprint must not give away.
+        fingerprint = request_hash("POST", "/users", body.model_dump(mode="json"), secret=jwt_key(settings.jwt_secret))
+        retry = RetryKey(
+            actor=caller.subject, key=key, fingerprint=fingerprint, ttl_seconds=settings.idempotency_key_ttl_seconds
+        )
     return await service.create_user(
-        engine=engine, passwords=passwords, email=body.email, password=body.password, role=body.role
+        engine=engine, passwords=passwords, email=body.email, password=body.password, role=body.role, retry=retry
     )
 
 

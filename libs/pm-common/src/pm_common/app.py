@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 
 from pm_common.http import ErrorHandler, install_http_basics
+from pm_common.metrics import install_observability, with_metrics_port
 from pm_common.server import tune_gc
 from pm_common.settings import ServiceSettings
 
@@ -26,14 +29,17 @@ def build_app(
     error_handlers: Mapping[type[Exception], ErrorHandler] | None = None,
     field_overrides: Mapping[str, Mapping[str, str]] | None = None,
     invalid_path_message: str | None = None,
+    metrics_port: int | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """A FastAPI app with the shared error shape, body limit and access log.
 
     `lifespan` is the service's own: it creates its network clients, puts them on `app.state` and
     closes them. Around it the kit freezes the garbage collector once start-up is done, and
-    `app.state.settings` holds the settings.
+    `app.state.settings` holds the settings. Tracing and /metrics come from pm_common.metrics (on
+    `metrics_port` instead of the app's port when one is given).
     """
+    lifespan = with_metrics_port(lifespan, host=settings.host, port=metrics_port)
 
     @asynccontextmanager
     async def kit_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +61,20 @@ def build_app(
         invalid_path_message=invalid_path_message,
         error_handlers=error_handlers,
     )
+    install_observability(app, service=title, metrics_route=metrics_port is None)
     return app
+
+
+@asynccontextmanager
+async def background(coroutine: Coroutine[Any, Any, None], *, name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a lifespan's background job while the block runs; cancel it and wait for it on the way out."""
+    task = asyncio.create_task(coroutine, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import multiprocessing
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import asyncpg
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import MetaData, pool, text
+from sqlalchemy import MetaData, Table, delete, func, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
@@ -277,3 +277,21 @@ async def schema_drift(url: str, metadata: MetaData) -> list[object]:
             return await connection.run_sync(compare)
     finally:
         await engine.dispose()
+
+
+async def purge_expired_periodically(engine: AsyncEngine, *, tables: Sequence[Table], interval_seconds: float) -> None:
+    """Every interval_seconds, delete the rows whose `expires_at` has passed (until cancelled).
+
+    A failure (the database is away for a while) is logged and tried again at the next interval.
+    """
+    while True:
+        await asyncio.sleep(interval_seconds)
+        for table in tables:
+            try:
+                async with engine.begin() as connection:
+                    deleted = (await connection.execute(delete(table).where(table.c.expires_at <= func.now()))).rowcount
+            except Exception as exc:  # the database may be down for a while: try again next interval
+                log.warning("expired rows not deleted", extra={"table": table.name, "error": type(exc).__name__})
+                continue
+            if deleted:
+                log.info("expired rows deleted", extra={"table": table.name, "count": deleted})

@@ -9,6 +9,8 @@ import logging
 import logging.config
 from typing import Any
 
+from pm_common.telemetry import current_request_id, current_trace_id
+
 
 def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
     """A dictConfig that also routes uvicorn's loggers through the JSON formatter."""
@@ -23,7 +25,9 @@ def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
                 "static_fields": {"service": service},
             }
         },
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        # request_id and trace_id of the request, RPC or Kafka batch being handled (pm_common.telemetry).
+        "filters": {"context": {"()": "pm_common.logging.ContextFilter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},
@@ -34,6 +38,23 @@ def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
             "sqlalchemy": {"level": "WARNING"},
         },
     }
+
+
+class ContextFilter(logging.Filter):
+    """Adds `request_id` and `trace_id` to every line written while a request, an RPC or a Kafka record
+    is handled (unless the line names them itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always True: this filter only annotates."""
+        if getattr(record, "request_id", None) is None:
+            request_id = current_request_id()
+            if request_id is not None:
+                record.request_id = request_id
+        if getattr(record, "trace_id", None) is None:
+            trace_id = current_trace_id()
+            if trace_id is not None:
+                record.trace_id = trace_id
+        return True
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

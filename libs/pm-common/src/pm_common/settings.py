@@ -150,6 +150,16 @@ class KafkaSettings(SettingsPiece):
     )
 
 
+class RetentionSettings(SettingsPiece):
+    """How long an Idempotency-Key is kept, and how often expired rows (keys, counters) are deleted."""
+
+    # A repeat within this time replays the first answer; after it the key is free again.
+    idempotency_key_ttl_seconds: float = Field(
+        default=86_400, validation_alias="IDEMPOTENCY_KEY_TTL_SECONDS", gt=0, le=30 * 86_400
+    )
+    purge_interval_seconds: float = Field(default=300, validation_alias="PURGE_INTERVAL_SECONDS", gt=0, le=86_400)
+
+
 class DemoDataSettings(SettingsPiece):
     """SEED_DEMO_DATA: the published demo rows (user, patients) are for dev/test and refused in production."""
 

@@ -21,6 +21,7 @@ class AuditContext:
     at: datetime
     recorded: bool = False
     rows: int | None = None  # set by a list: how many patients it returned
+    replayed_patient_id: str | None = None  # set by a create that replayed an Idempotency-Key's outcome
 
     def event(self, action: Action, *, patient_id: uuid.UUID | None, status: int) -> AuditEvent:
         """The record of this request's access."""

@@ -59,6 +59,9 @@ class AuditMiddleware:
             writer: AuditWriter = state.audit_writer
             if context.recorded:
                 pass  # a write: recorded in its own transaction
+            elif context.replayed_patient_id is not None:  # a repeated create answered from the stored outcome
+                replayed = uuid.UUID(context.replayed_patient_id)
+                writer.record(context.event(Action.READ, patient_id=replayed, status=status))
             elif status in DENIED_STATUSES:
                 writer.record(context.event(Action.DENIED, patient_id=patient_id, status=status))
             elif 200 <= status < 300 and action in (Action.LIST, Action.READ) and state.audit_reads:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, DateTime, Index, String, Table, func
+from sqlalchemy import Column, Date, DateTime, Index, Integer, String, Table, func, text
 from sqlalchemy.dialects.postgresql import UUID
 
 from patient_service.db import metadata
+from pm_common.idempotency import idempotency_table
 
 NAME_MAX = 100
 EMAIL_MAX = 255
@@ -25,8 +26,22 @@ patients = Table(
     Column("registered_date", Date, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # 1 on insert, +1 on every update: the ETag `W/"<version>"` and FHIR's meta.versionId.
+    Column("version", Integer, nullable=False, server_default=text("1")),
 )
 
 Index(EMAIL_UNIQUE_INDEX, func.lower(patients.c.email), unique=True)
 # The list is ordered by (registered_date, id); this index serves that order and paging.
 Index("ix_patients_registered_date_id", patients.c.registered_date, patients.c.id)
+# Search (migration 0005): name substrings through pg_trgm, the date filters and the other sorts by btree.
+Index(
+    "ix_patients_name_trgm",
+    func.lower(patients.c.name).label("name_lower"),
+    postgresql_using="gin",
+    postgresql_ops={"name_lower": "gin_trgm_ops"},
+)
+Index("ix_patients_name_lower_id", func.lower(patients.c.name), patients.c.id)
+Index("ix_patients_date_of_birth_id", patients.c.date_of_birth, patients.c.id)
+
+# Idempotency-Key of POST /patients: stored in the create's transaction (pm_common.idempotency).
+idempotency_keys = idempotency_table(metadata)

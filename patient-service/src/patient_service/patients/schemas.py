@@ -26,7 +26,7 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-def _storable(value: str) -> bool:
+def storable(value: str) -> bool:
     """False for text PostgreSQL cannot store: NUL characters and lone UTF-16 surrogates (from JSON `\\ud800`)."""
     if "\x00" in value:
         return False
@@ -47,7 +47,7 @@ def _text(label: str, max_length: int, too_long: str) -> Callable[[Any], str]:
             raise _error("required", f"{label} is required")
         if not isinstance(value, str):
             raise _error("string_type", f"{label} must be a string")
-        if not _storable(value):
+        if not storable(value):
             raise _error("invalid_characters", f"{label} contains invalid characters")
         if not value.strip():  # blank counts as missing, as the original's @NotBlank
             raise _error("required", f"{label} is required")
@@ -64,7 +64,7 @@ def _email(value: Any) -> str:
     if not isinstance(value, str):
         raise _error("string_type", "Email must be a string")
     invalid = _error("invalid_email", "Email should be valid")
-    if not _storable(value):
+    if not storable(value):
         raise invalid
     email: str = value.strip()
     if not email:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, delete, func, select, update
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, RowMapping, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,9 +20,13 @@ from patient_service.audit.models import Action
 from patient_service.audit.service import record_in
 from patient_service.outbox.events import EventType, billing_close_row, billing_request_row, patient_event_row
 from patient_service.outbox.models import outbox
-from patient_service.patients.models import EMAIL_UNIQUE_INDEX, patients
+from patient_service.patients.models import EMAIL_UNIQUE_INDEX, idempotency_keys, patients
+from patient_service.patients.preconditions import PRECONDITION_FAILED, IfMatch, PreconditionFailed, merge_patch
 from patient_service.patients.schemas import PatientCreate, PatientUpdate, to_wire, utc_today
+from patient_service.patients.search import PatientQuery, select_patients
+from pm_common import idempotency
 from pm_common.http import DomainError, NotFoundError
+from pm_common.idempotency import RetryKey
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,18 @@ EMAIL_TAKEN = "Email address already exists"
 NOT_FOUND = "Patient not found"
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A patient in its wire shape and its version (the ETag; FHIR's meta.versionId)."""
+
+    patient: dict[str, str]
+    version: int
+
+
+def _versioned(row: RowMapping) -> Versioned:
+    return Versioned(to_wire(row), int(row["version"]))
 
 
 def _email_taken() -> DomainError:
@@ -65,26 +84,22 @@ async def _read(engine: AsyncEngine, query: Callable[[AsyncConnection], Awaitabl
         return await query(connection)
 
 
-async def list_patients(
-    engine: AsyncEngine, *, page: int | None = None, size: int | None = None
-) -> tuple[list[dict[str, str]], int]:
-    """Patients ordered by (registered_date, id), all of them or one page; plus the total count."""
-    query = select(patients).order_by(patients.c.registered_date, patients.c.id)
+async def search_patients(engine: AsyncEngine, *, query: PatientQuery) -> tuple[list[Versioned], int]:
+    """The patients matching a query, in its order, all of them or one page; plus how many match in all."""
+    rows_query, count_query = select_patients(query)
 
-    async def run(connection: AsyncConnection) -> tuple[list[dict[str, str]], int]:
-        if page is None and size is None:
-            rows = (await connection.execute(query)).mappings().all()
-            return [to_wire(row) for row in rows], len(rows)
-        limit = size or 100
-        rows = (await connection.execute(query.limit(limit).offset((page or 0) * limit))).mappings().all()
-        total = (await connection.execute(select(func.count()).select_from(patients))).scalar_one()
-        return [to_wire(row) for row in rows], int(total)
+    async def run(connection: AsyncConnection) -> tuple[list[Versioned], int]:
+        rows = (await connection.execute(rows_query)).mappings().all()
+        if not query.paged:
+            return [_versioned(row) for row in rows], len(rows)
+        total = (await connection.execute(count_query)).scalar_one()
+        return [_versioned(row) for row in rows], int(total)
 
     return await _read(engine, run)
 
 
-async def get_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> dict[str, str]:
-    """One patient by id, or NotFoundError."""
+async def get_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> Versioned:
+    """One patient by id and its version, or NotFoundError."""
 
     async def run(connection: AsyncConnection) -> RowMapping | None:
         return (await connection.execute(select(patients).where(patients.c.id == patient_id))).mappings().first()
@@ -92,12 +107,14 @@ async def get_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> dict[str
     row = await _read(engine, run)
     if row is None:
         raise NotFoundError(NOT_FOUND)
-    return to_wire(row)
+    return _versioned(row)
 
 
-async def create_patient(engine: AsyncEngine, *, data: PatientCreate, audit: AuditContext) -> dict[str, str]:
-    """Insert the patient, its PATIENT_CREATED event, its billing-account request and the audit record in
-    one transaction."""
+async def create_patient(
+    engine: AsyncEngine, *, data: PatientCreate, audit: AuditContext, retry: RetryKey | None = None
+) -> dict[str, str]:
+    """Insert the patient, its PATIENT_CREATED event, its billing-account request, the audit record and the
+    request's Idempotency-Key (with the answer a repeat replays) in one transaction."""
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "name": data.name,
@@ -114,6 +131,8 @@ async def create_patient(engine: AsyncEngine, *, data: PatientCreate, audit: Aud
         .returning(*patients.c)
     )
     async with engine.begin() as connection:
+        if retry is not None:
+            await idempotency.guard(connection, idempotency_keys, retry)  # a repeat: Replayed, nothing created
         row = (await connection.execute(statement)).mappings().first()
         if row is None:
             raise _email_taken()
@@ -127,55 +146,135 @@ async def create_patient(engine: AsyncEngine, *, data: PatientCreate, audit: Aud
             ],
         )
         await _audit(connection, audit, Action.CREATE, patient_id=row["id"], status=201)
+        created = to_wire(row)
+        if retry is not None:
+            await idempotency.complete(connection, idempotency_keys, retry, status=201, body=created)
     log.info("patient created", extra={"patient_id": str(row["id"])})
-    return to_wire(row)
+    return created
 
 
-async def update_patient(
-    engine: AsyncEngine, *, patient_id: uuid.UUID, data: PatientUpdate, audit: AuditContext
-) -> dict[str, str]:
-    """Replace a patient's fields (not registeredDate), queue PATIENT_UPDATED and record it, in one transaction."""
+async def _missing_or_changed(connection: AsyncConnection, patient_id: uuid.UUID) -> DomainError:
+    """After a write matched no row under If-Match: 412 when the patient exists (another version), else 404."""
+    exists = (await connection.execute(select(patients.c.id).where(patients.c.id == patient_id))).first()
+    return PreconditionFailed(PRECONDITION_FAILED) if exists else NotFoundError(NOT_FOUND)
+
+
+def _matching(patient_id: uuid.UUID, if_match: IfMatch | None) -> list[ColumnElement[bool]]:
+    """WHERE of a write to one patient: its id and, under If-Match, one of the versions it names."""
+    where = [patients.c.id == patient_id]
+    if if_match is not None and not if_match.any:
+        where.append(patients.c.version.in_(sorted(if_match.versions)))
+    return where
+
+
+async def _replace(
+    connection: AsyncConnection,
+    *,
+    patient_id: uuid.UUID,
+    data: PatientUpdate,
+    audit: AuditContext,
+    if_match: IfMatch | None,
+) -> RowMapping:
+    """UPDATE (version + 1), its PATIENT_UPDATED event and its audit record, in the caller's transaction."""
     statement = (
         update(patients)
-        .where(patients.c.id == patient_id)
+        .where(*_matching(patient_id, if_match))
         .values(
             name=data.name,
             email=data.email,
             address=data.address,
             date_of_birth=data.date_of_birth,
             updated_at=func.now(),
+            version=patients.c.version + 1,
         )
         .returning(*patients.c)
     )
+    row = (await connection.execute(statement)).mappings().first()
+    if row is None:
+        raise await _missing_or_changed(connection, patient_id)
+    await connection.execute(
+        outbox.insert().values(
+            patient_event_row(event_type=EventType.PATIENT_UPDATED, patient=row, occurred_at=row["updated_at"])
+        )
+    )
+    await _audit(connection, audit, Action.UPDATE, patient_id=patient_id, status=200)
+    return row
+
+
+async def update_patient(
+    engine: AsyncEngine,
+    *,
+    patient_id: uuid.UUID,
+    data: PatientUpdate,
+    audit: AuditContext,
+    if_match: IfMatch | None = None,
+) -> Versioned:
+    """Replace a patient's fields (not registeredDate), queue PATIENT_UPDATED and record it, in one transaction.
+
+    With If-Match, only when the patient still has one of its versions (412 otherwise)."""
     try:
         async with engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().first()
-            if row is None:
-                raise NotFoundError(NOT_FOUND)
-            await connection.execute(
-                outbox.insert().values(
-                    patient_event_row(event_type=EventType.PATIENT_UPDATED, patient=row, occurred_at=row["updated_at"])
-                )
-            )
-            await _audit(connection, audit, Action.UPDATE, patient_id=patient_id, status=200)
+            row = await _replace(connection, patient_id=patient_id, data=data, audit=audit, if_match=if_match)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
             raise _email_taken() from None
         raise
     log.info("patient updated", extra={"patient_id": str(patient_id)})
-    return to_wire(row)
+    return _versioned(row)
 
 
-async def delete_patient(engine: AsyncEngine, *, patient_id: uuid.UUID, audit: AuditContext) -> None:
+async def patch_patient(
+    engine: AsyncEngine,
+    *,
+    patient_id: uuid.UUID,
+    patch: dict[str, Any],
+    audit: AuditContext,
+    if_match: IfMatch | None = None,
+) -> Versioned:
+    """Apply a JSON Merge Patch (RFC 7396) to the patient's wire shape and store the result as a PUT would.
+
+    The row is locked while the patch is merged and validated, so no other write slips in between; the merged
+    result gets PUT's validation (400 with the field map), event, audit record and If-Match rule."""
+    try:
+        async with engine.begin() as connection:
+            current = (
+                (await connection.execute(select(patients).where(patients.c.id == patient_id).with_for_update()))
+                .mappings()
+                .first()
+            )
+            if current is None:
+                raise NotFoundError(NOT_FOUND)
+            if if_match is not None and not if_match.matches(int(current["version"])):
+                raise PreconditionFailed(PRECONDITION_FAILED)
+            merged = merge_patch(to_wire(current), patch)
+            try:
+                data = PatientUpdate.model_validate(merged)
+            except ValidationError as exc:
+                # The errors of the merged body, located in the body as a PUT's are (400 `{field: message}`).
+                raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+            row = await _replace(connection, patient_id=patient_id, data=data, audit=audit, if_match=None)
+    except IntegrityError as exc:
+        if _is_email_conflict(exc):
+            raise _email_taken() from None
+        raise
+    log.info("patient patched", extra={"patient_id": str(patient_id)})
+    return _versioned(row)
+
+
+async def delete_patient(
+    engine: AsyncEngine, *, patient_id: uuid.UUID, audit: AuditContext, if_match: IfMatch | None = None
+) -> None:
     """Delete a patient, queue PATIENT_DELETED (the id only) and the closing of its billing account, and erase
-    what parked outbox rows still hold of it, in one transaction."""
+    what parked outbox rows still hold of it, in one transaction. With If-Match, only a version it names."""
     statement = (
-        delete(patients).where(patients.c.id == patient_id).returning(patients.c.id, func.now().label("occurred_at"))
+        delete(patients)
+        .where(*_matching(patient_id, if_match))
+        .returning(patients.c.id, func.now().label("occurred_at"))
     )
     async with engine.begin() as connection:
         row = (await connection.execute(statement)).mappings().first()
         if row is None:
-            raise NotFoundError(NOT_FOUND)
+            raise await _missing_or_changed(connection, patient_id)
         await connection.execute(
             outbox.insert(),
             [
