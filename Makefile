@@ -27,13 +27,13 @@ $(CURDIR)/.cache/uv/bin/uv:
 
 install: .venv/.synced ## Install the locked dependencies into .venv
 
-up: install ## Start PostgreSQL, Kafka and every service in the background; print the URLs
+up: install ## Start PostgreSQL, Kafka and every service under supervisord (restarted if they die); print the URLs
 	$(UV) run --no-sync devstack up
 
-down: ## Stop everything `make up` started
+down: ## Stop everything `make up` started, supervisord included
 	@$(UV) run --no-sync devstack down
 
-status: ## Which processes of the local stack are running
+status: ## Per process of the local stack: state, pid, uptime, restarts, and what gave up (FATAL)
 	@$(UV) run --no-sync devstack status
 
 clean: ## Stop everything and delete local data (databases, topics, logs)

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import httpx
@@ -163,7 +163,13 @@ def grpc_channel(target: Target) -> Iterator[grpc.Channel]:
         yield channel
 
 
-class _Credential(grpc.UnaryUnaryClientInterceptor[Any, Any]):
+if TYPE_CHECKING:
+    _ClientInterceptor = grpc.UnaryUnaryClientInterceptor[Any, Any]
+else:  # generic in grpc-stubs only
+    _ClientInterceptor = grpc.UnaryUnaryClientInterceptor
+
+
+class _Credential(_ClientInterceptor):
     """Adds `authorization: Bearer <service token>` to every call, as patient-service does."""
 
     def __init__(self, authorization: str) -> None:

@@ -3,8 +3,8 @@
 Query parameters steer it: `delay=S` answers after S seconds; `stream=N` sends N bytes in 64 KiB
 chunks without Content-Length (`pause=S` waits S seconds after the first chunk); `status=C&location=L`
 answers C with that Location; `set_cookie=1` sets a cookie; `cache=1` sends Cache-Control, security and CORS
-headers; `hop=1` answers with hop-by-hop headers; `drop=PORT` makes the instance on PORT read the request and then reset the connection without
-an answer (other instances answer as usual). The echoed body names the instance's `port`.
+headers; `hop=1` answers with hop-by-hop headers; `drop=PORT` makes the instance on PORT read the request
+and then reset the connection without an answer (other instances answer). The echo names its `port`.
 `GET /__seen` (not reachable through the gateway) lists the X-Request-IDs it has received.
 """
 

@@ -97,6 +97,10 @@ MAY = {
     ("/api/patients", "PATCH"): {"ADMIN", "STAFF"},
     ("/api/patients", "DELETE"): {"ADMIN"},
     ("/api/analytics", "GET"): {"ADMIN", "STAFF", "ANALYST"},
+    # The FHIR view of the patients: the same row of the table.
+    ("/fhir/Patient", "GET"): {"ADMIN", "STAFF"},
+    ("/fhir/Patient", "PUT"): {"ADMIN", "STAFF"},
+    ("/fhir/Patient", "DELETE"): {"ADMIN"},
 }
 CELLS = [(path, method, role) for (path, method) in MAY for role in ROLES]
 

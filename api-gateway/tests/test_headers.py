@@ -205,6 +205,20 @@ def test_redirects_into_the_upstream_become_public_paths(
     assert result == expected
 
 
+def test_link_targets_become_public_paths_as_locations_do() -> None:
+    link = (
+        b'</patients?name=a&page=1&size=2>; rel="next", <http://127.0.0.1:4000/patients?page=0&size=2>; rel="prev", '
+        b'<https://elsewhere.example/x>; rel="help"'
+    )
+
+    result = dict(to_client([(b"Link", link)]))
+
+    assert result[b"link"] == (
+        b'</api/patients?name=a&page=1&size=2>; rel="next", </api/patients?page=0&size=2>; rel="prev", '
+        b'<https://elsewhere.example/x>; rel="help"'
+    )
+
+
 ROUTES = build_routes(
     Settings(
         environment="test",
@@ -228,6 +242,10 @@ ROUTES = build_routes(
         (b"/api/patients/a%2Fb", "patients", b"/patients/a%2Fb"),
         (b"/api/analytics/summary", "analytics", b"/analytics/summary"),
         (b"/api/analytics", "analytics", b"/analytics"),
+        (b"/fhir/Patient", "fhir", b"/fhir/Patient"),
+        (b"/fhir/Patient/123e4567-e89b-12d3", "fhir", b"/fhir/Patient/123e4567-e89b-12d3"),
+        (b"/fhir/metadata", "fhir", b"/fhir/metadata"),
+        (b"/fhir", "fhir", b"/fhir"),
         (b"/api-docs/auth", "docs", b"/openapi.json"),
         (b"/api-docs/patients", "docs", b"/openapi.json"),
         (b"/api-docs/analytics", "docs", b"/openapi.json"),
@@ -246,6 +264,8 @@ def test_routes_match_and_rewrite(path: bytes, route: str, target: bytes) -> Non
         b"/auth",
         b"/authx/login",
         b"/api/patientsX",
+        b"/fhirX/Patient",
+        b"/FHIR/Patient",
         b"/api/patients%2F1",
         b"/api/%70atients",
         b"/api",
@@ -356,5 +376,6 @@ def test_jwt_routes_carry_their_row_of_the_permission_table() -> None:
     auth = ROUTES.match(b"/auth/login")[0]  # type: ignore[index]
 
     assert patients.permissions is RESOURCE_PERMISSIONS["patients"]
+    assert ROUTES.match(b"/fhir/Patient")[0].permissions is RESOURCE_PERMISSIONS["patients"]  # type: ignore[index]
     assert analytics.permissions is RESOURCE_PERMISSIONS["analytics"]
     assert auth.permissions is None

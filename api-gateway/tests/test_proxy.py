@@ -604,7 +604,8 @@ async def test_identity_headers_are_stripped_in_every_spelling(echo_gateway: str
         ("GET", "/health", {}, 200, True),
         ("GET", "/ready", {}, 200, True),
         ("GET", "/nope", {}, 404, True),
-        ("GET", "/fhir/Patient/1", {}, 404, True),
+        ("GET", "/fhir/Patient/1", {}, 401, True),
+        ("GET", "/fhir/Patient/1", AUTH, 200, True),
         ("POST", "/health", {}, 405, True),
     ],
 )

@@ -28,9 +28,10 @@ from .results import shown, write_results
 from .scenarios import creates, get_by_id, get_c128
 from .startup import measure_startup
 from .table import print_table
+from .tracing import tracing_cost
 from .wrk import Wrk, ensure_wrk
 
-SECTIONS = ("memory", "get", "c128", "create", "lag", "startup")
+SECTIONS = ("memory", "get", "c128", "create", "lag", "startup", "tracing")
 
 
 def parser_for(description: str | None, stack: Stack) -> argparse.ArgumentParser:
@@ -43,7 +44,11 @@ def parser_for(description: str | None, stack: Stack) -> argparse.ArgumentParser
         default=os.environ.get("BENCH_POSTGRES_URL", postgres_url(stack)),
         help="the cluster with the services' databases (event lag and delivery check); '' to skip those",
     )
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(s for s in SECTIONS if s != "tracing"),  # tracing restarts the services: ask for it
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk load (default 10)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per load; medians are reported (default 3)")
     parser.add_argument("--retries", type=int, default=2, help="repeats of a run disturbed by other processes")
@@ -90,7 +95,7 @@ def main(description: str | None) -> int:
         figures["memory_idle"] = idle
     login = preflight(endpoints, args.email, args.password)
     context = BenchContext(endpoints, login.token, wrk, processes, args.repeat)
-    if sections & {"get", "c128"}:
+    if sections & {"get", "c128", "tracing"}:
         ids_file = dataset(context, args.patients)
         if "get" in sections:
             figures["get_gateway_c32"], figures["get_direct_c32"], figures["gateway_ratio"] = get_by_id(
@@ -102,6 +107,8 @@ def main(description: str | None) -> int:
         figures["create_c32"] = creates(context)
     if "lag" in sections:
         figures["event_lag"] = event_lag(context, args.lag_rate, args.lag_seconds)
+    if "tracing" in sections:  # off and on against no instrumentation (restarts the services three times)
+        figures["tracing"] = tracing_cost(context, ids_file, args.lag_rate, args.lag_seconds)  # type: ignore[typeddict-unknown-key]
     checks["delivery"] = check_delivery(endpoints, login.started_db_time)
     if "memory" in sections:
         wait_for_relay(endpoints.patient, "after the loads")

@@ -54,11 +54,12 @@ class StackProcesses:
         if self.stack is None:
             return {}
         roles: dict[str, set[int]] = {}
+        supervisor = self.stack.supervisor  # each program is its own process group: its pid is the group id
         for service in SERVICES:
-            pgid = _read_int(self.stack.pid_file(service))
-            if pgid is not None:
-                roles[service.name] = {p.pid for p in table.values() if p.pgrp == pgid}
-        kafka = _read_int(self.stack.kafka.pid_file)
+            groups = {supervisor.pid(instance.name) for instance in self.stack.instances(service)} - {None}
+            if groups:
+                roles[service.name] = {p.pid for p in table.values() if p.pgrp in groups}
+        kafka = supervisor.pid("kafka")
         if kafka is not None:
             roles["kafka"] = {p.pid for p in table.values() if p.pgrp == kafka}
         postmaster = _read_int(self.stack.postgres.data_dir / "postmaster.pid")

@@ -400,6 +400,7 @@ def test_env_names_and_values_match_the_launcher(resolved: dict[str, Any], servi
         elif template == "127.0.0.1":  # an address without a port: a compose service name here
             assert env[key] in resolved["services"], f"{key}={env[key]} is not a compose service"
         else:
+            template = re.sub(r"\{(\w+)_urls\}", r"http://127.0.0.1:{\1}", template)  # one instance: one URL
             for port_name, host in host_of.items():
                 template = template.replace(f"127.0.0.1:{{{port_name}}}", f"{host}:{{{port_name}}}")
             assert env[key] == template.format(**vars(PORTS)), key
@@ -572,7 +573,7 @@ def test_env_example_holds_the_demo_values(env_example: dict[str, str]) -> None:
     assert env_example["JWT_SECRET"] == DEMO_JWT_SECRET
     assert len(base64.b64decode(env_example["JWT_SECRET"], validate=True)) >= 32
     assert re.fullmatch(r"[A-Za-z0-9._~-]+", env_example["POSTGRES_PASSWORD"]), "must be URL-safe (in DATABASE_URL)"
-    assert env_example["PATIENT_TOPIC_RETENTION_MS"] == str(7 * 24 * 3600 * 1000)
+    assert env_example["PATIENT_TOPIC_RETENTION_SECONDS"] == str(7 * 24 * 3600)
 
 
 def test_dot_env_is_not_committed() -> None:
@@ -652,16 +653,16 @@ def test_kafka_listeners_serve_containers_and_the_host(resolved: dict[str, Any])
         assert bootstrap in (None, advertised["PLAINTEXT"]), service.name
 
 
-@pytest.mark.parametrize("retention", [None, "3600000"])
+@pytest.mark.parametrize("retention", [None, "3600"])
 def test_kafka_init_creates_the_launchers_topics_with_the_retention(
     compose: dict[str, Any], env_example: dict[str, str], retention: str | None, tmp_path: Path
 ) -> None:
     """kafka-init's script, run against stand-ins for the Kafka tools that log their arguments: devstack's topics and
-    partitions (patient: 3), patient's retention (PATIENT_TOPIC_RETENTION_MS, 7 days unset) at creation and altered
+    partitions (patient: 3), patient's retention (PATIENT_TOPIC_RETENTION_SECONDS, 7 days unset) at creation and altered
     on every run, after Kafka is healthy."""
-    env = {k: v for k, v in env_example.items() if k != "PATIENT_TOPIC_RETENTION_MS"}
+    env = {k: v for k, v in env_example.items() if k != "PATIENT_TOPIC_RETENTION_SECONDS"}
     job = interpolate(
-        compose["services"]["kafka-init"], env | ({"PATIENT_TOPIC_RETENTION_MS": retention} if retention else {})
+        compose["services"]["kafka-init"], env | ({"PATIENT_TOPIC_RETENTION_SECONDS": retention} if retention else {})
     )
     assert job["image"] == compose["services"]["kafka"]["image"]
     assert job["depends_on"] == {"kafka": {"condition": "service_healthy"}}
@@ -672,7 +673,7 @@ def test_kafka_init_creates_the_launchers_topics_with_the_retention(
     script = job["command"][-1].replace("/opt/kafka/bin/", f"{tmp_path}/")
     result = subprocess.run([*job["command"][:-1], script], env=environment_of(job), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    ms = retention or "604800000"
+    ms = str(int(retention or "604800") * 1000)
     calls = log.read_text().splitlines()
     server = "--bootstrap-server kafka:9092"
     create = f"kafka-topics.sh {server} --create --if-not-exists --topic"
@@ -988,3 +989,53 @@ def test_probe_of_billing_also_checks_grpc_health(health_server: tuple[int, type
         assert run_probe("billing-service", PORT=http_port, GRPC_PORT=grpc_port).returncode == 1
     finally:
         server.stop(grace=None)
+
+
+# --- docker-compose.yml: the `observability` profile (Jaeger, Prometheus) -------------------------------------------
+OBSERVABILITY = {"jaeger": 16686, "prometheus": 9090}
+# The VOLUME lines of the profile's images (checked by test_images_are_pinned_and_their_volumes_named).
+IMAGE_VOLUMES.update({"jaegertracing/all-in-one:1.62.0": {"/tmp"}})
+INFRASTRUCTURE.update(OBSERVABILITY)  # part of the stack, behind their profile
+
+
+def test_observability_profile_services_are_optional_and_loopback_only(compose: dict[str, Any]) -> None:
+    """Jaeger and Prometheus start only with --profile observability; their UIs on 127.0.0.1, by a variable."""
+    for name, port in OBSERVABILITY.items():
+        definition = compose["services"][name]
+        assert definition["profiles"] == ["observability"], name
+        (entry,) = definition["ports"]
+        match = re.fullmatch(r"127\.0\.0\.1:\$\{(?P<var>\w+_HOST_PORT):-(?P<default>\d+)\}:(?P<port>\d+)", entry)
+        assert match, f"{name}: {entry!r}"
+        assert int(match["default"]) == int(match["port"]) == port
+    for name, definition in compose["services"].items():
+        if name not in OBSERVABILITY:
+            assert "profiles" not in definition, f"{name} must start without a profile"
+
+
+def test_services_export_traces_only_when_an_endpoint_is_set(
+    compose: dict[str, Any], resolved: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT is empty by default (nothing exported); .env.example says how to use Jaeger."""
+    assert env_example.get("OTEL_EXPORTER_OTLP_ENDPOINT", "") == ""
+    assert "http://jaeger:4318" in (ROOT / ".env.example").read_text()
+    for service in SERVICES:
+        env = environment_of(resolved["services"][service.name])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        jaeger = {**env_example, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+        pointed = environment_of(interpolate(compose, jaeger)["services"][service.name])
+        assert pointed["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port(compose: dict[str, Any]) -> None:
+    """One job per service: its HTTP port, the gateway's METRICS_PORT (which is neither published nor proxied)."""
+    build = compose["services"]["prometheus"]["build"]["context"]
+    assert "COPY prometheus.yml /etc/prometheus/prometheus.yml" in (ROOT / build / "Dockerfile").read_text()
+    config = yaml.safe_load((ROOT / build / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: target for job in config["scrape_configs"] for target in job["static_configs"][0]["targets"]
+    }
+    expected = {s.name: f"{s.name}:{getattr(PORTS, s.port)}" for s in SERVICES if s.name != "api-gateway"}
+    assert targets == {**expected, "api-gateway": "api-gateway:9464"}
+    gateway_ports = [entry.rsplit(":", 1)[-1] for entry in compose["services"]["api-gateway"]["ports"]]
+    assert "9464" not in gateway_ports

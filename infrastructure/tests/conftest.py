@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from cfnlint.decode import decode
+from moto.rds.models import DBParameterGroup
 from moto.server import ThreadedMotoServer
 
 INFRASTRUCTURE_DIR = Path(__file__).resolve().parents[1]
@@ -40,6 +41,21 @@ MOTO_CANNOT_CREATE = {
     "AWS::CloudFormation::WaitConditionHandle": "moto ignores it on purpose (a no-op in AWS as well)",
     "Custom::KafkaBootstrapBrokers": "moto runs a custom resource's Lambda in Docker, absent here",
 }
+
+
+
+def _ref_parameter_groups_by_name() -> None:
+    """Make moto's `Ref` to an AWS::RDS::DBParameterGroup give the group's name, as AWS does.
+
+    moto (5.2) resolves `Ref` to a resource's `physical_resource_id`, which its DBParameterGroup
+    model lacks, so the DB instances would get the model object itself and fail to create. The
+    server runs in this process, so giving the model that property fixes every deploy to it.
+    """
+    if not hasattr(DBParameterGroup, "physical_resource_id"):
+        DBParameterGroup.physical_resource_id = property(lambda group: group.name)  # type: ignore[attr-defined]
+
+
+_ref_parameter_groups_by_name()
 
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.([A-Za-z0-9.]+))?\}")
 _SUB_NESTED_GETATT = re.compile(r"\$\{([A-Za-z0-9]+)\.([A-Za-z0-9]+\.[A-Za-z0-9.]+)\}")

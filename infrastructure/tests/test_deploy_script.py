@@ -110,6 +110,11 @@ def test_deploy_script_creates_the_stack_then_leaves_it_alone(
     env_vars = {entry["name"]: entry["value"] for entry in definition["environment"]}
     assert (env_vars["ENVIRONMENT"], env_vars["SEED_DEMO_DATA"], env_vars["LOG_LEVEL"]) == ("dev", "true", "DEBUG")
     resources = physical_ids(cloudformation, "pm-deploy-script")
+    # ... and the ECS services: two patient-service tasks, the others at the default of one.
+    names = ("PatientService", "AnalyticsService")
+    services = aws("ecs").describe_services(cluster=resources["Cluster"], services=[resources[n] for n in names])
+    counts = {service["serviceArn"]: service["desiredCount"] for service in services["services"]}
+    assert counts == {resources["PatientService"]: 1, resources["AnalyticsService"]: 1}
 
     second = run_deploy(env, "LogLevel=DEBUG")
     assert second.returncode == 0, second.stdout + second.stderr

@@ -188,6 +188,24 @@ def test_one_private_encrypted_postgres_per_service(deployed: Any) -> None:
             r["PrivateSubnet2"],
         }
         assert deployed.outputs[f"{prefix}DatabaseEndpoint"] == database["Endpoint"]["Address"]
+        assert [group["DBParameterGroupName"] for group in database["DBParameterGroups"]] == [
+            r["DatabaseParameterGroup"]
+        ]
+
+
+def test_database_parameter_group_keeps_values_out_of_the_logs(deployed: Any) -> None:
+    rds = deployed.client("rds")
+    name = deployed.resources["DatabaseParameterGroup"]
+    (group,) = rds.describe_db_parameter_groups(DBParameterGroupName=name)["DBParameterGroups"]
+    assert group["DBParameterGroupFamily"] == "postgres17"
+    parameters = rds.describe_db_parameters(DBParameterGroupName=name, Source="user")["Parameters"]
+    assert {p["ParameterName"]: p["ParameterValue"] for p in parameters} == {
+        "rds.force_ssl": "1",
+        "log_error_verbosity": "terse",
+        "log_min_error_statement": "panic",
+        "log_statement": "none",
+        "log_min_duration_statement": "-1",
+    }
 
 
 def _container(deployed: Any, service: str) -> dict[str, Any]:
@@ -303,7 +321,7 @@ def test_ecs_cluster_runs_one_service_per_task_definition(deployed: Any) -> None
     assert set(by_task) == {r[f"{prefix}TaskDefinition"] for prefix in SERVICES}
     for service in services:
         assert service["status"] == "ACTIVE"
-        assert service["desiredCount"] == 2  # production
+        assert service["desiredCount"] == 1  # the *DesiredCount parameters' default
 
 
 def test_roles_grant_only_what_each_task_needs(deployed: Any, stand_in_for: Callable[..., str]) -> None:
@@ -313,9 +331,9 @@ def test_roles_grant_only_what_each_task_needs(deployed: Any, stand_in_for: Call
     readable = {
         "ApiGateway": ["JwtSecret"],
         "AuthService": ["JwtSecret", "AuthDatabaseSecret"],
-        "PatientService": ["PatientDatabaseSecret"],
-        "BillingService": ["BillingDatabaseSecret"],
-        "AnalyticsService": ["AnalyticsDatabaseSecret"],
+        "PatientService": ["JwtSecret", "PatientDatabaseSecret"],
+        "BillingService": ["JwtSecret", "BillingDatabaseSecret"],
+        "AnalyticsService": ["JwtSecret", "AnalyticsDatabaseSecret"],
     }
     trust = {
         "Version": "2012-10-17",

@@ -145,7 +145,8 @@ def test_no_secret_sits_in_plain_task_environment_or_parameters(template: dict[s
         for name in environment(template, service):
             assert not any(word in name for word in ("PASSWORD", "SECRET", "TOKEN")), (service, name)
     assert secrets(template, "ApiGateway") == {"JWT_SECRET": ref("JwtSecret")}
-    assert secrets(template, "AuthService")["JWT_SECRET"] == ref("JwtSecret")
+    for service in SERVICES:  # every service verifies tokens (auth-service also signs them)
+        assert secrets(template, service)["JWT_SECRET"] == ref("JwtSecret"), service
     for name, parameter in template["Parameters"].items():
         assert "password" not in name.lower()
         assert "secret" not in name.lower()
@@ -281,6 +282,51 @@ def test_databases_are_private_encrypted_and_guarded_in_production(template: dic
     assert properties(template, "DatabaseSubnetGroup")["SubnetIds"] == [ref("PrivateSubnet1"), ref("PrivateSubnet2")]
 
 
+def test_databases_log_no_values(template: dict[str, Any]) -> None:
+    """One parameter group for all four: errors without DETAIL or statement text, no statement logs."""
+    group = properties(template, "DatabaseParameterGroup")
+    assert template["Resources"]["DatabaseParameterGroup"]["Type"] == "AWS::RDS::DBParameterGroup"
+    # The family follows the engine's major version, which DatabaseEngineVersion pins.
+    version = template["Parameters"]["DatabaseEngineVersion"]
+    assert version["AllowedPattern"] == r"^17\.\d+$"
+    assert version["Default"].startswith("17.")
+    assert group["Family"] == "postgres17"
+    assert group["Parameters"] == {
+        "rds.force_ssl": "1",  # RDS's default since PostgreSQL 15, pinned in the custom group
+        "log_error_verbosity": "terse",  # no DETAIL lines (they quote key values, e.g. an email)
+        "log_min_error_statement": "panic",  # no statement text with errors
+        "log_statement": "none",
+        "log_min_duration_statement": "-1",
+    }
+    for prefix in DATABASES:
+        database = properties(template, f"{prefix}Database")
+        assert database["DBParameterGroupName"] == ref("DatabaseParameterGroup"), prefix
+        assert database["EngineVersion"] == ref("DatabaseEngineVersion")
+
+
+def _server_properties(template: dict[str, Any]) -> dict[str, str]:
+    text = properties(template, "KafkaConfiguration")["ServerProperties"]["Fn::Sub"]
+    assert isinstance(text, str)
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def test_kafka_keeps_events_for_the_retention_parameter(template: dict[str, Any]) -> None:
+    settings = _server_properties(template)
+    # Topics are auto-created with the brokers' defaults, so the broker-wide retention is the
+    # patient topic's (and patient.DLT's): there is no per-topic setting in this stack.
+    assert settings["auto.create.topics.enable"] == "true"
+    assert settings["log.retention.hours"] == "${PatientTopicRetentionHours}"
+    assert not {"log.retention.ms", "log.retention.minutes"} & set(settings), "they would take precedence"
+    assert settings["num.partitions"] == "3"
+    parameter = template["Parameters"]["PatientTopicRetentionHours"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 168, 1)  # 7 days
+    cluster = properties(template, "KafkaCluster")["ConfigurationInfo"]
+    assert cluster == {
+        "Arn": {"Fn::GetAtt": ["KafkaConfiguration", "Arn"]},
+        "Revision": {"Fn::GetAtt": ["KafkaConfiguration", "LatestRevision.Revision"]},
+    }
+
+
 def test_msk_cluster_is_private_and_its_brokers_reach_the_services(template: dict[str, Any]) -> None:
     cluster = properties(template, "KafkaCluster")
     assert cluster["BrokerNodeGroupInfo"]["ClientSubnets"] == [ref("PrivateSubnet1"), ref("PrivateSubnet2")]
@@ -412,6 +458,14 @@ def test_services_run_on_fargate_in_private_subnets_without_public_ips(template:
     task_role = properties(template, "TaskRole")
     assert "Policies" not in task_role, "the services call no AWS API: their task role grants nothing"
     assert "ManagedPolicyArns" not in task_role
+
+
+def test_each_service_runs_its_desired_count_parameter_of_tasks(template: dict[str, Any]) -> None:
+    for service in SERVICES:
+        logical = "ApiGatewayService" if service == "ApiGateway" else service
+        parameter = template["Parameters"][f"{service}DesiredCount"]
+        assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 1, 1), service
+        assert properties(template, logical)["DesiredCount"] == ref(f"{service}DesiredCount")
 
 
 def test_services_find_each_other_through_cloud_map(template: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from devstack import process
+from devstack.services import SERVICES
 from devstack.stack import Stack
 from pm_common.settings import DEMO_JWT_SECRET
 
@@ -59,6 +59,9 @@ class Target:
     controls: StackControls | None
     # Each service's own HTTP port (for the checks that bypass the gateway): {"patient-service": url, ...}.
     direct: Mapping[str, str] = field(default_factory=dict)
+    # What only a stack of our own exposes: each database's URL, and the folder of every process's log.
+    databases: Mapping[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,13 @@ def docker_engine_available() -> bool:
 
 
 class NativeControls:
-    """Stop and start the processes of a devstack Stack (by pid, as `make down` does)."""
+    """Stop and start the processes of a devstack Stack through its supervisord (a stopped one stays stopped)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
     def stop_kafka(self) -> None:
-        """Stop the broker by pid; topics and offsets stay on disk."""
+        """Stop the broker; topics and offsets stay on disk."""
         self.stack.kafka.stop()
 
     def start_kafka(self) -> None:
@@ -130,7 +133,7 @@ class NativeControls:
         self.stack.start_kafka()
 
     def stop_service(self, name: str) -> None:
-        """Stop one service by pid."""
+        """Stop one service (every instance of it)."""
         self.stack.stop_service(self.stack.service(name))
 
     def start_service(self, name: str) -> None:
@@ -138,10 +141,10 @@ class NativeControls:
         self.stack.start_services([self.stack.service(name)])
 
     def ensure_up(self) -> None:
-        """Kafka and every service running; a pid check per process, so it is cheap when nothing is down."""
+        """Kafka and every service running; one supervisord query per process, cheap when nothing is down."""
         if not self.stack.kafka.running:
             self.stack.start_kafka()
-        stopped = [s for s in self.stack.available() if process.read_pid(self.stack.pid_file(s)) is None]
+        stopped = [s for s in self.stack.available() if not self.stack.running(s)]
         if stopped:
             self.stack.start_services(stopped)
 
@@ -171,6 +174,8 @@ def start_native(stack: Stack) -> Target:
         password=SEED_PASSWORD,
         controls=NativeControls(stack),
         direct={name: stack.url(stack.service(name)) for name in SERVICE_NAMES},
+        databases={s.database: stack.postgres.url(s.database) for s in SERVICES if s.database},
+        log_dir=stack.log_dir,
     )
 
 

@@ -210,3 +210,32 @@ def _body(**overrides: str) -> dict[str, str]:
         "dateOfBirth": "1980-01-01",
         **overrides,
     }
+
+
+async def test_the_gateway_hands_over_its_edge_refusals(service: Service) -> None:
+    """Only a SERVICE token may add refusals; they join the trail as DENIED records."""
+    patient_id = str(uuid.uuid4())
+    batch = {
+        "events": [
+            {"at": "2026-01-02T03:04:05Z", "actor": None, "patientId": patient_id, "status": 401, "requestId": "e1"},
+            {
+                "at": "2026-01-02T03:04:06Z",
+                "actor": "x@test",
+                "role": "ANALYST",
+                "patientId": patient_id,
+                "status": 403,
+            },
+        ]
+    }
+    assert (await service.http.post("/audit/refusals", json=batch, headers=bearer("ADMIN", "a@t"))).status_code == 403
+    accepted = await service.http.post("/audit/refusals", json=batch, headers=bearer("SERVICE", "api-gateway"))
+    assert accepted.status_code == 202
+    events = await trail(service, patientId=patient_id)
+    assert [(e["action"], e["status"], e["actor"]) for e in events] == [
+        ("DENIED", 403, "x@test"),
+        ("DENIED", 401, None),
+    ]
+    bad = {"events": [{"at": "2026-01-02T03:04:05Z", "status": 200}]}
+    assert (
+        await service.http.post("/audit/refusals", json=bad, headers=bearer("SERVICE", "api-gateway"))
+    ).status_code == 400

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from analytics_service.config import SERVICE, Settings
 from analytics_service.events.parsing import InvalidRecord, PatientEvent, Position, parse_record
 from analytics_service.events.service import record_batch, unseen_keys
+from analytics_service.observability import RECORDS_COUNTED, RECORDS_DEAD_LETTERED, handling
 from pm_common.kafka import new_producer, start_with_retry
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,11 @@ class EventConsumer:
             assigned_partitions=assigned,
         )
 
+    @property
+    def kafka_consumer(self) -> AIOKafkaConsumer | None:
+        """The running aiokafka consumer (None while starting or restarting); /metrics reads its lag."""
+        return self._consumer
+
     def _set_state(self, state: State) -> None:
         self.state = state
         self._state_since = time.monotonic()
@@ -197,7 +203,7 @@ class EventConsumer:
                 continue
             try:
                 async with self._batch_lock:
-                    await self._handle(batch, consumer, producer)
+                    await handling(batch, self._handle(batch, consumer, producer))  # traced, logged with ids
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -232,6 +238,7 @@ class EventConsumer:
             fresh = await unseen_keys(self._engine, keys=[item.dedupe_key for _, item in invalid])
             await self._dead_letter([(r, item) for r, item in invalid if item.dedupe_key in fresh], producer)
         result = await record_batch(self._engine, events=events, invalid=[item for _, item in invalid])
+        RECORDS_COUNTED.inc(result.counted)
         if result.counted or result.invalid or result.duplicates:
             log.info(
                 "batch stored",
@@ -262,6 +269,7 @@ class EventConsumer:
                     )
                 )
             await asyncio.gather(*deliveries)  # acknowledged by the broker (acks=all) before counting
+        RECORDS_DEAD_LETTERED.inc(len(items))
         for _, item in items:
             # Where and why only: the record's content (patient data, or garbage) is never logged.
             log.warning(

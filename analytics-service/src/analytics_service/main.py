@@ -11,10 +11,12 @@ from fastapi import FastAPI, Request
 from analytics_service.config import SERVICE, Settings
 from analytics_service.consumer import EventConsumer
 from analytics_service.events import views
+from analytics_service.observability import consumer_lag
 from pm_common.app import build_app
 from pm_common.auth import AUTH_ERROR_HANDLERS
 from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from
 from pm_common.health import health_router
+from pm_common.metrics import add_scrape_hook
 from pm_common.settings import jwt_key, load_settings
 from pm_common.tokens import TokenVerifier
 
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks={"database": database_check, "kafka-consumer": _consumer_check},
         details={"consumer": _consumer_details},
     )
-    return build_app(
+    app = build_app(
         settings=settings,
         title=SERVICE,
         description="Counts patient events from Kafka (each once) and serves the totals.",
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS},
     )
+    add_scrape_hook(app, consumer_lag)  # kafka_consumer_lag in /metrics
+    return app
 
 
 async def _consumer_check(request: Request) -> bool:

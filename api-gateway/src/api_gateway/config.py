@@ -59,6 +59,8 @@ class Settings(ServiceSettings, JwtSettings):
         default=10.0, validation_alias="UPSTREAM_MAX_COOLDOWN_SECONDS", gt=0, le=3600
     )
     upstream_max_attempts: int = Field(default=2, validation_alias="UPSTREAM_MAX_ATTEMPTS", ge=1, le=10)
+    # /metrics is served on this port only (bound to HOST), never through the public routes; 0: not served.
+    metrics_port: int = Field(default=9464, validation_alias="METRICS_PORT", ge=0, lt=65536)
     # Browser origins allowed to call the API (comma-separated); empty: CORS stays closed.
     cors_allowed_origins: str = Field(default="", validation_alias="CORS_ALLOWED_ORIGINS")
 

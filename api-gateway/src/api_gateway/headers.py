@@ -185,7 +185,7 @@ def client_response_headers(
     replaced: frozenset[bytes] = frozenset(),
     added: tuple[tuple[bytes, bytes], ...] = (),
 ) -> list[tuple[bytes, bytes]]:
-    """What the client receives: the upstream's end-to-end headers, our X-Request-ID, public Locations.
+    """What the client receives: the upstream's end-to-end headers, our X-Request-ID, public Locations and Links.
 
     `added` (the route's security headers) replace the upstream's of the names in `replaced`;
     the upstream's Access-Control-* headers are dropped (CORS is opened by the gateway or not at all).
@@ -193,6 +193,13 @@ def client_response_headers(
     raw_headers = list(raw_headers)
     dropped = connection_listed(raw_headers)
     result: list[tuple[bytes, bytes]] = []
+
+    def public_link_target(target: re.Match[bytes]) -> bytes:
+        public = public_location(
+            target[1], upstream_origin=upstream_origin, upstream_prefix=upstream_prefix, public_prefix=public_prefix
+        )
+        return b"<" + public + b">"
+
     for name, value in raw_headers:
         lower = name.lower()
         if lower in _RESPONSE_DROP or lower in dropped or lower in replaced or lower.startswith(_CORS_PREFIX):
@@ -201,6 +208,9 @@ def client_response_headers(
             value = public_location(
                 value, upstream_origin=upstream_origin, upstream_prefix=upstream_prefix, public_prefix=public_prefix
             )
+        elif lower == b"link":
+            # RFC 8288: each `<target>` as a Location (`</patients?page=1>` -> `</api/patients?page=1>`).
+            value = re.sub(rb"<([^>]*)>", public_link_target, value)
         result.append((lower, value))
     result.append((b"x-request-id", request_id))
     result.extend(added)

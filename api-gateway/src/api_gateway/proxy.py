@@ -1,8 +1,10 @@
 """The proxy: a thin raw-ASGI layer in front of the FastAPI app (which serves /health, /ready, 404s).
 
-Per request: match the route table on the raw path, verify the JWT where the route needs one, then
-stream the request body to the upstream and the response body back through one pooled aiohttp
-session. Upstream trouble becomes 503 (down or unreachable), 504 (too slow) or 502 (broken answer).
+Per request: match the route table on the raw path, verify the JWT where the route needs one, pick one
+of the upstream's instances (api_gateway.balancer), then stream the request body to it and the response
+body back through one pooled aiohttp session. A failed attempt goes to another instance when that is safe
+(never sent, or idempotent with a body that can be sent again; README.md). Upstream trouble becomes 503
+(down or unreachable), 504 (too slow) or 502 (broken answer).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from api_gateway.headers import (
     upstream_request_headers,
 )
 from api_gateway.protocol import DEFAULT_HEAD_TIMEOUT_SECONDS, HEAD_TIMEOUT_STATE_KEY
+from api_gateway.refusals import RefusalRecorder, patient_id_in
 from api_gateway.routes import NO_STORE, SECURITY_HEADERS, Route, RouteTable, has_dot_segment
 from api_gateway.upstreams import Upstreams
 from pm_common.access import PERMISSIONS, allowed
 from pm_common.auth import FORBIDDEN_MESSAGE
 from pm_common.http import MAX_BODY_BYTES, bearer_challenge, send_json
+from pm_common.metrics import ROUTE_SCOPE_KEY
 from pm_common.tokens import Identity, TokenVerifier, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -90,8 +94,10 @@ class Gateway:
         body_timeout_seconds: float = 20.0,
         head_timeout_seconds: float = DEFAULT_HEAD_TIMEOUT_SECONDS,
         cors_origins: Collection[bytes] = (),
+        refusals: RefusalRecorder | None = None,
     ) -> None:
         self.app = app
+        self.refusals = refusals
         self.routes = routes
         self.verifier = verifier
         self.upstreams = upstreams
@@ -128,6 +134,7 @@ class Gateway:
             await self._local(scope, receive, send, request_id)  # the app's access log records it
             return
         route, target = matched
+        scope[ROUTE_SCOPE_KEY] = route.name  # the route label of the request metrics
         status = 500
         try:
             status = await self._handle(scope, receive, send, route, target, request_id)
@@ -175,14 +182,21 @@ class Gateway:
             try:
                 identity = self.verifier.verify(_header(scope["headers"], b"authorization"))
             except Unauthenticated as exc:
+                self._refused(route, scope, 401, None, request_id)
                 extra = [(b"www-authenticate", bearer_challenge(exc.error).encode())]
                 return await _send_json(send, 401, {"message": exc.message}, request_id, extra)
             if route.permissions is not None:
                 # A method the table lacks goes on (the service answers 405), unless the role is unknown.
                 permission = route.permissions.get(method)
                 if not (identity.role in PERMISSIONS if permission is None else allowed(identity.role, permission)):
+                    self._refused(route, scope, 403, identity, request_id)
                     return await _send_json(send, 403, {"message": FORBIDDEN_MESSAGE}, request_id)
         return await self._forward(scope, receive, send, route, target, request_id, identity)
+
+    def _refused(self, route: Route, scope: Scope, status: int, identity: Identity | None, request_id: str) -> None:
+        if route.audited and self.refusals is not None:
+            patient_id = patient_id_in(scope["path"])
+            self.refusals.record(scope, status=status, identity=identity, request_id=request_id, patient_id=patient_id)
 
     async def _forward(
         self,

@@ -46,6 +46,8 @@ class Route:
     resource: str | None = None
     # Upstream paths (decoded, relative to the upstream prefix) never reached through this route: 404.
     private_paths: tuple[str, ...] = ()
+    # Patient data: a 401/403 answered here is handed to patient-service's audit trail (refusals.py).
+    audited: bool = False
     # Precomputed in __post_init__ (nothing per request).
     permissions: Mapping[str, Permission] | None = field(init=False, default=None)
     private_subtrees: tuple[str, ...] = field(init=False, default=())
@@ -113,6 +115,10 @@ class RouteTable:
                 return route, target
         return None
 
+    def balancer_of(self, upstream: str) -> Balancer:
+        """The balancer every route to this upstream shares."""
+        return next(route.balancer for route in self.routes if route.upstream == upstream)
+
     def upstreams(self) -> dict[str, str]:
         """Upstream name -> base URL (or comma-separated instance URLs), for readiness."""
         return {route.upstream: route.base_url for route in self.routes}
@@ -162,6 +168,7 @@ def build_routes(settings: Settings) -> RouteTable:
                 jwt_required=True,
                 bare=True,
                 resource="patients",
+                audited=True,
             ),
             Route(
                 "audit",
@@ -173,6 +180,18 @@ def build_routes(settings: Settings) -> RouteTable:
                 jwt_required=True,
                 bare=True,
                 resource="audit",
+            ),
+            Route(
+                "fhir",
+                "patient-service",
+                settings.patient_service_url,
+                b"/fhir",
+                b"/fhir",
+                patient,
+                jwt_required=True,
+                bare=True,
+                resource="patients",
+                audited=True,
             ),
             Route(
                 "analytics",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
 from api_gateway.config import Settings
+from pm_common.telemetry import tracing_enabled
 
 # aiohttp would add these on its own; a proxy forwards the client's (or none).
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -40,6 +42,7 @@ class Upstreams:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=False,
+            trace_configs=[create_trace_config()] if tracing_enabled() else None,  # client spans, traceparent
             # No session-wide timeout: every call passes its route's (routes.py) or the readiness check's.
         )
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_service.accounts.rpc import BillingServicer
 from billing_service.callers import CallerCheck
+from billing_service.observability import server_interceptors
 from pm_common.database import database_answers
 from pm_common.tokens import TokenVerifier
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
@@ -87,7 +88,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
-            interceptors=[self._callers],
+            interceptors=[*server_interceptors(), self._callers],  # trace and metrics see every call
         )
         self._servicer = servicer = BillingServicer(self._engine)
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

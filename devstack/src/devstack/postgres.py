@@ -1,4 +1,7 @@
-"""A PostgreSQL cluster of the project's own: initdb once, start/stop with pg_ctl, one database per service."""
+"""A PostgreSQL cluster of the project's own: initdb once, run under supervisord, one database per service.
+
+Without a supervisor (a cluster of an older launcher) it is started and stopped with pg_ctl.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,26 @@ import glob
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.process import port_open
+from devstack.supervisor import Program, Supervisor
 
+# The server log carries no values: no DETAIL lines (a unique violation's DETAIL quotes the key, e.g. an
+# email), no statement text with errors, no statements at all.
+LOG_WITHOUT_VALUES = (
+    "log_error_verbosity=terse",
+    "log_min_error_statement=panic",
+    "log_statement=none",
+    "log_min_duration_statement=-1",
+)
 USER = "postgres"
+PROGRAM = "postgres"
 
 
 def _bin_dir() -> Path:
@@ -41,6 +56,7 @@ class PostgresCluster:
     data_dir: Path
     port: int
     log_file: Path
+    supervisor: Supervisor | None = None
 
     def url(self, database: str) -> str:
         """A SQLAlchemy/asyncpg URL for one database of this cluster."""
@@ -80,19 +96,36 @@ class PostgresCluster:
             stderr=subprocess.PIPE,
         )
 
-    def start(self, *, fast: bool = False) -> None:
-        """Start (or keep) the server; fast=True trades crash safety for speed (tests)."""
+    def _options(self, *, fast: bool) -> list[str]:
+        settings = ["listen_addresses=127.0.0.1", "max_connections=300", "shared_buffers=128MB", *LOG_WITHOUT_VALUES]
+        if fast:
+            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        return ["-p", str(self.port), "-k", str(self.data_dir), *(arg for s in settings for arg in ("-c", s))]
+
+    def program(self, *, fast: bool, priority: int) -> Program:
+        """The postmaster in the foreground, as the postgres user when root; SIGINT is its fast shutdown."""
+        return Program(
+            name=PROGRAM,
+            command=(str(_bin_dir() / "postgres"), "-D", str(self.data_dir), *self._options(fast=fast)),
+            log_file=self.log_file,
+            directory=self.data_dir.parent,
+            priority=priority,
+            user=USER if os.geteuid() == 0 else None,
+            stopsignal="INT",
+            stopwaitsecs=60,
+            stopasgroup=False,  # the postmaster ends its backends itself; SIGINT to them would only cancel queries
+            startretries=10,  # after a kill -9, its old backends may hold the shared memory for a moment
+        )
+
+    def start(self, *, fast: bool = False, timeout_seconds: float = 60.0) -> None:
+        """Start (or keep) the server and wait until it accepts connections; fast=True trades crash safety
+        for speed (tests; under a supervisor its program says that instead)."""
+        if self.supervisor is not None:
+            self.supervisor.start(PROGRAM)
+            self.wait_ready(timeout_seconds=timeout_seconds)
+            return
         if self.running:
             return
-        options = [
-            f"-p {self.port}",
-            "-c listen_addresses=127.0.0.1",
-            f"-k {self.data_dir}",
-            "-c max_connections=300",
-            "-c shared_buffers=128MB",
-        ]
-        if fast:
-            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         subprocess.run(
             [
                 *_as_owner(),
@@ -102,10 +135,10 @@ class PostgresCluster:
                 "-l",
                 str(self.log_file),
                 "-o",
-                " ".join(options),
+                shlex.join(self._options(fast=fast)),
                 "-w",
                 "-t",
-                "60",
+                str(int(timeout_seconds)),
                 "start",
             ],
             check=True,
@@ -113,8 +146,22 @@ class PostgresCluster:
             stderr=subprocess.PIPE,
         )
 
+    def wait_ready(self, *, timeout_seconds: float) -> None:
+        """Poll pg_isready until the server accepts connections; fail early once the supervisor gave up."""
+        deadline = time.monotonic() + timeout_seconds
+        command = [str(_bin_dir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "2"]
+        while subprocess.run(command, check=False).returncode != 0:
+            if self.supervisor is not None and not self.supervisor.alive(PROGRAM):
+                raise RuntimeError(f"PostgreSQL exited (see {self.log_file})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL not ready after {timeout_seconds:.0f}s (see {self.log_file})")
+            time.sleep(0.1)
+
     def stop(self) -> None:
-        """Stop the server if it runs (fast shutdown: open sessions are ended)."""
+        """Stop the server if it runs (fast shutdown: open sessions are ended); a supervisor keeps it stopped."""
+        if self.supervisor is not None:
+            self.supervisor.stop(PROGRAM)
+            return
         if not (self.data_dir / "postmaster.pid").exists():
             return
         subprocess.run(

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -110,13 +110,21 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def wait_http_ok(url: str, *, timeout_seconds: float, pid_file: Path | None = None) -> None:
-    """Poll url until it answers 200; fail early if the process behind pid_file has exited."""
+def _exited(pid_file: Path | None, alive: Callable[[], bool] | None) -> bool:
+    if pid_file is not None and read_pid(pid_file) is None:
+        return True
+    return alive is not None and not alive()
+
+
+def wait_http_ok(
+    url: str, *, timeout_seconds: float, pid_file: Path | None = None, alive: Callable[[], bool] | None = None
+) -> None:
+    """Poll url until it answers 200; fail early if the process behind pid_file has exited (or alive() is False)."""
     deadline = time.monotonic() + timeout_seconds
     last = "no answer"
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
-            if pid_file is not None and read_pid(pid_file) is None:
+            if _exited(pid_file, alive):
                 raise RuntimeError(f"{url}: the process exited (see its log)")
             try:
                 response = client.get(url)
@@ -129,13 +137,20 @@ def wait_http_ok(url: str, *, timeout_seconds: float, pid_file: Path | None = No
     raise TimeoutError(f"{url} not healthy after {timeout_seconds:.0f}s ({last})")
 
 
-def wait_port(port: int, *, timeout_seconds: float, pid_file: Path | None = None, host: str = "127.0.0.1") -> None:
+def wait_port(
+    port: int,
+    *,
+    timeout_seconds: float,
+    pid_file: Path | None = None,
+    alive: Callable[[], bool] | None = None,
+    host: str = "127.0.0.1",
+) -> None:
     """Wait until host:port accepts connections; fail early if the process has exited."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if port_open(port, host):
             return
-        if pid_file is not None and read_pid(pid_file) is None:
+        if _exited(pid_file, alive):
             raise RuntimeError(f"port {port}: the process exited (see its log)")
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_seconds:.0f}s")

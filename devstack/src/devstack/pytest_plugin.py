@@ -1,7 +1,8 @@
 """pytest fixtures for tests that need real PostgreSQL, Kafka or the whole stack (free ports, temp dirs).
 
 Fixtures start what they provide on first use, once per test session, and stop it at the end:
-- `test_stack`: the Stack (ports, dirs, env_for/start_services/stop_service);
+- `test_stack`: the Stack (ports, dirs, env_for/start_services/stop_service), its processes under a
+  supervisord of its own (one killed is restarted; one stopped stays stopped until started again);
 - `postgres`: the running PostgresCluster; `database_url`: a fresh empty database per test;
 - `kafka`: the running KafkaBroker (tests may stop and start it; it is restarted if left stopped).
 

@@ -1,4 +1,4 @@
-"""The one table the launcher knows the services by: name, command, port, health URL, env."""
+"""The one table the launcher knows the services by: name, command, port, health URL, env, replicas."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ class Service:
     database: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
+    # The variable that sets how many instances `make up` runs (default 1); None: always one.
+    replicas_env: str | None = None
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -26,8 +28,9 @@ class Service:
         return self.name.replace("-", "_")
 
 
-# Template fields: every key of Ports, plus jwt_secret. Ports and addresses come from the stack, so
-# the same table serves `make up` (contract ports) and test stacks (free ports).
+# Template fields: every key of Ports; <key>_urls, the base URLs of every instance of the service on that
+# port, comma-separated (one URL when it runs once); jwt_secret. Ports and addresses come from the stack,
+# so the same table serves `make up` (contract ports) and test stacks (free ports).
 SERVICES: tuple[Service, ...] = (
     Service(
         "billing-service",
@@ -40,6 +43,7 @@ SERVICES: tuple[Service, ...] = (
         "patient-service",
         port="patient",
         database="patient_service",
+        replicas_env="PATIENT_REPLICAS",
         env={
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{kafka}",
             "JWT_SECRET": "{jwt_secret}",
@@ -51,6 +55,7 @@ SERVICES: tuple[Service, ...] = (
         "analytics-service",
         port="analytics",
         database="analytics_service",
+        replicas_env="ANALYTICS_REPLICAS",
         env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{kafka}", "JWT_SECRET": "{jwt_secret}"},
     ),
     Service(
@@ -59,8 +64,8 @@ SERVICES: tuple[Service, ...] = (
         env={
             "JWT_SECRET": "{jwt_secret}",
             "AUTH_SERVICE_URL": "http://127.0.0.1:{auth}",
-            "PATIENT_SERVICE_URL": "http://127.0.0.1:{patient}",
-            "ANALYTICS_SERVICE_URL": "http://127.0.0.1:{analytics}",
+            "PATIENT_SERVICE_URL": "{patient_urls}",
+            "ANALYTICS_SERVICE_URL": "{analytics_urls}",
         },
     ),
 )

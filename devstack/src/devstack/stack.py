@@ -1,4 +1,9 @@
-"""The whole local stack: PostgreSQL, Kafka and the services of SERVICES, on chosen ports."""
+"""The whole local stack: PostgreSQL, Kafka and the services of SERVICES, on chosen ports, under supervisord.
+
+supervisord.conf is written from this module (the services from the table in services.py), so the
+supervisor runs exactly what the launcher knows; the launcher starts the programs in order over
+XML-RPC and waits for each to be ready.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,21 @@ import pwd
 import shutil
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from devstack import postgres, process
-from devstack.kafka import KafkaBroker, ensure_jars
+from devstack.kafka import DEFAULT_RETENTION_SECONDS, KafkaBroker, ensure_jars
 from devstack.services import SERVICES, Service
+from devstack.supervisor import Program, Supervisor
 from pm_common.settings import DEMO_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
+REPLICA_PORT_STEP = 100  # instance i (from 0) of a service listens on the service's port + 100 * i
+# supervisord's order: lower priority starts first and stops last (services stop before Kafka and PostgreSQL).
+POSTGRES_PRIORITY, KAFKA_PRIORITY, SERVICES_PRIORITY = 10, 20, 100
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,27 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One process of a service: the first has the service's name and port, replica i (from 0) `name-<i+1>`."""
+
+    service: Service
+    index: int
+    port: int
+
+    @property
+    def name(self) -> str:
+        """The supervisord program (and log file) name."""
+        return self.service.name if self.index == 0 else f"{self.service.name}-{self.index + 1}"
+
+    @property
+    def url(self) -> str:
+        """Base URL of its HTTP port."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
 class Stack:
-    """Where a stack keeps its state (pids, logs, data) and which ports it uses."""
+    """Where a stack keeps its state (supervisord, logs, data), which ports it uses, how many replicas."""
 
     state_dir: Path
     ports: Ports
@@ -58,6 +87,13 @@ class Stack:
     jwt_secret: str = DEMO_JWT_SECRET
     fast_postgres: bool = False
     log_level: str = "INFO"
+    replicas: Mapping[str, int] = field(default_factory=dict)  # service name -> instances (default 1)
+    patient_topic_retention_seconds: int = DEFAULT_RETENTION_SECONDS
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The stack's supervisord (config, socket, pid file and log in <state dir>/supervisor/)."""
+        return Supervisor(self.state_dir / "supervisor")
 
     # -- infrastructure ------------------------------------------------------------------------
     @property
@@ -68,7 +104,10 @@ class Stack:
             digest = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:12]  # noqa: S324
             data_dir = Path("/var/tmp/patient-management") / digest / "postgres"
         return postgres.PostgresCluster(
-            data_dir=data_dir, port=self.ports.postgres, log_file=data_dir.parent / "postgres.log"
+            data_dir=data_dir,
+            port=self.ports.postgres,
+            log_file=data_dir.parent / "postgres.log",
+            supervisor=self.supervisor,
         )
 
     @property
@@ -81,7 +120,8 @@ class Stack:
             controller_port=self.ports.kafka_controller,
             jar_dir=jar_dir,
             log_file=self.log_dir / "kafka.log",
-            pid_file=self.pid_dir / "kafka.pid",
+            supervisor=self.supervisor,
+            retention_seconds=self.patient_topic_retention_seconds,
         )
 
     @property
@@ -91,8 +131,45 @@ class Stack:
 
     @property
     def pid_dir(self) -> Path:
-        """One pid file per process this stack started."""
+        """Pid files of an older, unsupervised launcher (stopped by the first supervised start)."""
         return self.state_dir / "pids"
+
+    def programs(self) -> list[Program]:
+        """What supervisord runs: PostgreSQL, Kafka and every instance of every available service."""
+        bin_dir = Path(sys.executable).parent
+        programs = [
+            self.postgres.program(fast=self.fast_postgres, priority=POSTGRES_PRIORITY),
+            self.kafka.program(priority=KAFKA_PRIORITY),
+        ]
+        for number, service in enumerate(self.available()):
+            programs += [
+                Program(
+                    name=instance.name,
+                    command=(str(bin_dir / service.command[0]), *service.command[1:]),
+                    log_file=self.log_dir / f"{instance.name}.log",
+                    directory=ROOT,
+                    priority=SERVICES_PRIORITY + number,
+                    env=self.service_env(service, instance.index),
+                )
+                for instance in self.instances(service)
+            ]
+        return programs
+
+    def supervise(self) -> Supervisor:
+        """Write supervisord.conf from the programs; start supervisord, or make the running one take changes."""
+        if not self.supervisor.running:
+            self._stop_unsupervised()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.supervisor.apply(self.programs(), env=self.inherited_env())
+        return self.supervisor
+
+    def _stop_unsupervised(self) -> None:
+        """Whatever an older launcher started by pid (pid files, pg_ctl) in this state dir."""
+        for pid_file in sorted(self.pid_dir.glob("*.pid")):
+            process.stop(pid_file, timeout_seconds=30.0)
+        cluster = dataclasses.replace(self.postgres, supervisor=None)
+        if cluster.running:
+            cluster.stop()
 
     def start_postgres(self) -> None:
         """Provision (once) and start PostgreSQL, then make one database per service that stores data."""
@@ -104,8 +181,8 @@ class Stack:
             os.chown(base, owner.pw_uid, owner.pw_gid)
             base.parent.chmod(0o755)
         cluster.init()
-        cluster.start(fast=self.fast_postgres)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.supervise()
+        cluster.start()
         link = self.log_dir / "postgres.log"
         if cluster.log_file != link and not link.is_symlink():
             link.symlink_to(cluster.log_file)
@@ -116,6 +193,7 @@ class Stack:
     def start_kafka(self) -> None:
         """Fetch the jars (once), format (once), start the broker and create the topics."""
         ensure_jars(self.kafka.jar_dir)
+        self.supervise()
         self.kafka.start()
 
     # -- services ------------------------------------------------------------------------------
@@ -128,53 +206,68 @@ class Stack:
             and importlib.util.find_spec(f"{s.package}.__main__") is not None
         ]
 
-    def env_for(self, service: Service) -> dict[str, str]:
-        """The environment a service runs with in this stack."""
-        values = {**dataclasses.asdict(self.ports), "jwt_secret": self.jwt_secret}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_"))}
-        env.update(
-            ENVIRONMENT=self.environment,
-            HOST="127.0.0.1",
-            PORT=str(getattr(self.ports, service.port)),
-            LOG_LEVEL=self.log_level,
-            PYTHONUNBUFFERED="1",
-        )
+    def instances(self, service: Service) -> list[Instance]:
+        """The service's processes: `replicas` of it (only a service with replicas_env may have more than one)."""
+        count = self.replicas.get(service.name, 1)
+        if count < 1 or (count > 1 and service.replicas_env is None):
+            raise ValueError(f"{service.name} cannot run {count} instances")
+        port = getattr(self.ports, service.port)
+        return [Instance(service, index, port + REPLICA_PORT_STEP * index) for index in range(count)]
+
+    def inherited_env(self) -> dict[str, str]:
+        """The launcher's environment as every process inherits it (supervisord's own environment)."""
+        return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_"))}
+
+    def service_env(self, service: Service, index: int = 0) -> dict[str, str]:
+        """What one instance of a service gets on top of the inherited environment (supervisord.conf has it)."""
+        values: dict[str, object] = {**dataclasses.asdict(self.ports), "jwt_secret": self.jwt_secret}
+        values.update({f"{s.port}_urls": ",".join(i.url for i in self.instances(s)) for s in SERVICES})
+        env = {
+            "ENVIRONMENT": self.environment,
+            "HOST": "127.0.0.1",
+            "PORT": str(getattr(self.ports, service.port) + REPLICA_PORT_STEP * index),
+            "LOG_LEVEL": self.log_level,
+            "PYTHONUNBUFFERED": "1",
+        }
         if service.database:
             env["DATABASE_URL"] = self.postgres.url(service.database)
         env.update({k: v.format(**values) for k, v in service.env.items()})
         return env
 
+    def env_for(self, service: Service, index: int = 0) -> dict[str, str]:
+        """The whole environment an instance of a service runs with in this stack."""
+        return {**self.inherited_env(), **self.service_env(service, index)}
+
     def url(self, service: Service) -> str:
-        """Base URL of a service's HTTP port."""
+        """Base URL of a service's (first instance's) HTTP port."""
         return f"http://127.0.0.1:{getattr(self.ports, service.port)}"
 
     def start_services(self, services: Iterable[Service] | None = None, *, timeout_seconds: float = 90.0) -> None:
-        """Start the services (each runs its migrations first) and wait until every /health is 200."""
+        """Start the services (each runs its migrations first) and wait until every /health is 200.
+
+        Every service's first instance first, then the replicas: these find their database migrated.
+        """
         chosen = list(services) if services is not None else self.available()
-        bin_dir = Path(sys.executable).parent
-        for service in chosen:
-            command = [str(bin_dir / service.command[0]), *service.command[1:]]
-            process.start(
-                command,
-                pid_file=self.pid_file(service),
-                log_file=self.log_dir / f"{service.name}.log",
-                env=self.env_for(service),
-                cwd=ROOT,
-            )
-        for service in chosen:
-            process.wait_http_ok(
-                self.url(service) + service.health_path,
-                timeout_seconds=timeout_seconds,
-                pid_file=self.pid_file(service),
-            )
+        supervisor = self.supervise()
+        instances = [instance for service in chosen for instance in self.instances(service)]
+        for batch in ([i for i in instances if i.index == 0], [i for i in instances if i.index > 0]):
+            for instance in batch:
+                supervisor.start(instance.name)
+            for instance in batch:
+                process.wait_http_ok(
+                    instance.url + instance.service.health_path,
+                    timeout_seconds=timeout_seconds,
+                    alive=partial(supervisor.alive, instance.name),
+                )
 
     def stop_service(self, service: Service) -> None:
-        """Stop one service by pid."""
-        process.stop(self.pid_file(service))
+        """Stop every instance of a service; supervisord keeps them stopped until start_services()."""
+        for instance in reversed(self.instances(service)):
+            self.supervisor.stop(instance.name)
 
-    def pid_file(self, service: Service) -> Path:
-        """Where a service's pid is kept."""
-        return self.pid_dir / f"{service.name}.pid"
+    def running(self, service: Service) -> bool:
+        """True when every instance of the service has a process (it may still be starting)."""
+        return all(self.supervisor.pid(instance.name) is not None for instance in self.instances(service))
 
     def service(self, name: str) -> Service:
         """Look a service up by name."""
@@ -191,15 +284,14 @@ class Stack:
         print(f"kafka      ready on {self.kafka.bootstrap} ({time.monotonic() - started:.1f}s)", flush=True)
         services = self.available()
         self.start_services(services, timeout_seconds=timeout_seconds)
-        print(f"services   healthy: {len(services)} ({time.monotonic() - started:.1f}s)", flush=True)
+        count = sum(len(self.instances(s)) for s in services)
+        print(f"services   healthy: {count} processes ({time.monotonic() - started:.1f}s)", flush=True)
         return services
 
     def down(self) -> None:
-        """Stop every process this stack started, services first, by pid."""
-        for service in reversed(SERVICES):
-            self.stop_service(service)
-        self.kafka.stop()
-        self.postgres.stop()
+        """Stop every program (services first, PostgreSQL last), then supervisord itself."""
+        self.supervisor.shutdown()
+        self._stop_unsupervised()
 
     def clean(self) -> None:
         """down(), then delete all state (databases, topics, logs)."""

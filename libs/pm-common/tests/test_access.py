@@ -22,10 +22,10 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 @pytest.mark.parametrize(
     ("role", "may"),
     [
-        ("ADMIN", set(Permission) - {Permission.MANAGE_BILLING_ACCOUNTS}),
+        ("ADMIN", set(Permission) - {Permission.MANAGE_BILLING_ACCOUNTS, Permission.RECORD_AUDIT}),
         ("STAFF", {Permission.READ_PATIENTS, Permission.WRITE_PATIENTS, Permission.READ_ANALYTICS}),
         ("ANALYST", {Permission.READ_ANALYTICS}),
-        ("SERVICE", {Permission.MANAGE_BILLING_ACCOUNTS}),
+        ("SERVICE", {Permission.MANAGE_BILLING_ACCOUNTS, Permission.RECORD_AUDIT}),
         ("PATIENT", set()),
         ("admin", set()),  # roles are case-sensitive, as the original's claims are
         (None, set()),

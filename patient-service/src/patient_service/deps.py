@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from patient_service.audit.context import AuditContext
+from patient_service.audit.service import AuditWriter
 from patient_service.config import Settings
 from patient_service.outbox.relay import OutboxSignal
 from pm_common.access import Permission
@@ -34,5 +35,7 @@ ReaderDep = Annotated[Identity, Depends(require(Permission.READ_PATIENTS))]
 WriterDep = Annotated[Identity, Depends(require(Permission.WRITE_PATIENTS))]
 DeleterDep = Annotated[Identity, Depends(require(Permission.DELETE_PATIENTS))]
 AuditorDep = Annotated[Identity, Depends(require(Permission.READ_AUDIT))]
+RecorderDep = Annotated[Identity, Depends(require(Permission.RECORD_AUDIT))]
+AuditWriterDep = Annotated[AuditWriter, Depends(from_state("audit_writer", AuditWriter))]
 # This request's audit context (AuditMiddleware made it): writes record themselves through it.
 AuditDep = Annotated[AuditContext, Depends(_audit_context)]

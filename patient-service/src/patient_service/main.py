@@ -15,8 +15,10 @@ from patient_service.audit import views as audit_views
 from patient_service.audit.middleware import AuditMiddleware, patient_routes
 from patient_service.audit.service import AuditWriter
 from patient_service.config import SERVICE, Settings
+from patient_service.fhir import views as fhir_views
 from patient_service.outbox.billing import BillingPublisher
 from patient_service.outbox.kafka import KafkaPublisher
+from patient_service.outbox.metrics import backlog_scrape
 from patient_service.outbox.relay import OutboxRelay, OutboxSignal
 from patient_service.patients import views
 from patient_service.patients.models import idempotency_keys
@@ -26,6 +28,7 @@ from pm_common.auth import AUTH_ERROR_HANDLERS
 from pm_common.database import DATABASE_ERROR_HANDLERS, database_check, engine_from, purge_expired_periodically
 from pm_common.health import health_router
 from pm_common.idempotency import IDEMPOTENCY_ERROR_HANDLERS
+from pm_common.metrics import add_scrape_hook
 from pm_common.settings import jwt_key, load_settings
 from pm_common.tokens import ServiceTokens, TokenVerifier
 
@@ -99,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         title=SERVICE,
         description="Patient records. Changes reach Kafka topic `patient` and billing-service through an outbox.",
-        routers=[views.router, audit_views.router, health],
+        routers=[views.router, fhir_views.router, audit_views.router, health],
         lifespan=lifespan,
         error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS, **IDEMPOTENCY_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost: it sees the final status of every patient request (401s and 404s included).
     app.add_middleware(AuditMiddleware, classify=patient_routes)
+    add_scrape_hook(app, backlog_scrape(_outbox_backlog))  # outbox_pending_rows... in /metrics
 
     @app.get("/v3/api-docs", include_in_schema=False)
     async def openapi_at_original_path() -> JSONResponse:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.auth.models import login_attempts
 from auth_service.config import Settings
+from auth_service.metrics import LOGIN_THROTTLED
 from pm_common.http import DomainError, ErrorHandler
 from pm_common.settings import jwt_key
 
@@ -109,6 +110,7 @@ async def admit_login(*, engine: AsyncEngine, throttle: LoginThrottle, email: st
         count, seconds_left = await _count(engine=engine, key=key, window=window)
         if count > window.limit:
             log.info("login throttled", extra={"throttle": kind})
+            LOGIN_THROTTLED.inc()
             raise Throttled(retry_after_seconds=seconds_left)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Response
 from auth_service.auth import service
 from auth_service.auth.schemas import LoginRequest, MessageResponse, TokenResponse
 from auth_service.deps import ClientAddressDep, EngineDep, PasswordsDep, SettingsDep, ThrottleDep
+from auth_service.metrics import LOGIN_FAILED, LOGIN_SUCCEEDED
 from pm_common.http import DomainError, unauthorized
 from pm_common.settings import jwt_key
 from pm_common.tokens import InvalidTokenError, bearer_token, issue_token, verify_token
@@ -47,7 +48,9 @@ async def login(
         client=client,
     )
     if principal is None:
+        LOGIN_FAILED.inc()
         raise DomainError("Invalid email or password", status_code=401)
+    LOGIN_SUCCEEDED.inc()
     token = issue_token(
         key=jwt_key(settings.jwt_secret),
         email=principal.email,

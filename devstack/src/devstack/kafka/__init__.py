@@ -1,4 +1,7 @@
-"""A single-node Apache Kafka broker in KRaft mode, run from jars that Maven resolves from Maven Central."""
+"""A single-node Apache Kafka broker in KRaft mode, run from jars that Maven resolves from Maven Central.
+
+The JVM runs in the foreground under the stack's supervisord (program `kafka`).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +16,21 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from devstack import process
+from devstack.supervisor import Program, Supervisor
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 LOG4J_CONFIG = HERE / "log4j2.properties"
+PROGRAM = "kafka"
+# Topic -> partitions: `patient` has 3, so that up to three analytics-service instances share its load.
 TOPICS = {"patient": 3, "patient.DLT": 1}
+RETAINED_TOPIC = "patient"  # PATIENT_TOPIC_RETENTION_SECONDS applies to this one
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 def ensure_jars(jar_dir: Path) -> Path:
@@ -61,8 +70,9 @@ class KafkaBroker:
     controller_port: int
     jar_dir: Path
     log_file: Path
-    pid_file: Path
+    supervisor: Supervisor
     heap: str = "512m"
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS  # of the `patient` topic
 
     @property
     def bootstrap(self) -> str:
@@ -128,23 +138,37 @@ class KafkaBroker:
             stdout=subprocess.DEVNULL,
         )
 
+    def program(self, *, priority: int) -> Program:
+        """kafka-server-start.sh in the foreground; SIGTERM is its controlled shutdown."""
+        return Program(
+            name=PROGRAM,
+            command=tuple(self._java("kafka.Kafka", str(self.config_file))),
+            log_file=self.log_file,
+            directory=self.data_dir,
+            priority=priority,
+            stopwaitsecs=60,
+        )
+
     @property
     def running(self) -> bool:
-        """True when the broker process of pid_file is alive."""
-        return process.read_pid(self.pid_file) is not None
+        """True when the supervisor has the broker's JVM running (or starting)."""
+        return self.supervisor.pid(PROGRAM) is not None
 
     def start(self, *, timeout_seconds: float = 90.0) -> None:
-        """kafka-server-start.sh: start the broker (or keep it) and wait until the topics exist."""
+        """Start the broker (or keep it) and wait until it serves and the topics exist."""
         self.format()
-        process.start(self._java("kafka.Kafka", str(self.config_file)), pid_file=self.pid_file, log_file=self.log_file)
-        process.wait_port(self.port, timeout_seconds=timeout_seconds, pid_file=self.pid_file)
+        self.supervisor.start(PROGRAM)
+        process.wait_port(self.port, timeout_seconds=timeout_seconds, alive=lambda: self.supervisor.alive(PROGRAM))
         # In a thread of its own, so that start() also works where an event loop already runs (async tests).
+        topics = create_topics(
+            self.bootstrap, retention_seconds=self.retention_seconds, timeout_seconds=timeout_seconds
+        )
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, create_topics(self.bootstrap, timeout_seconds=timeout_seconds)).result()
+            pool.submit(asyncio.run, topics).result()
 
     def stop(self) -> None:
-        """Stop the broker by pid (controlled shutdown on SIGTERM)."""
-        process.stop(self.pid_file, timeout_seconds=30.0)
+        """Stop the broker (controlled shutdown); the supervisor keeps it stopped until start()."""
+        self.supervisor.stop(PROGRAM)
 
 
 def _cluster_id() -> str:
@@ -152,18 +176,27 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-async def create_topics(bootstrap: str, *, timeout_seconds: float = 60.0) -> None:
-    """Create the project's topics if missing; retries while the broker finishes starting."""
+async def create_topics(
+    bootstrap: str, *, retention_seconds: int = DEFAULT_RETENTION_SECONDS, timeout_seconds: float = 60.0
+) -> None:
+    """Create the project's topics if missing, else raise `patient` to its partitions; (re)apply the
+    retention of `patient`. Retries while the broker finishes starting."""
     deadline = asyncio.get_running_loop().time() + timeout_seconds
+    configs = {RETAINED_TOPIC: {"retention.ms": str(retention_seconds * 1000)}}
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(name, n, 1) for name, n in TOPICS.items() if name not in existing]
+            missing = [
+                NewTopic(name, n, 1, topic_configs=configs.get(name, {}))
+                for name, n in TOPICS.items()
+                if name not in existing
+            ]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another starter won the race
                     await admin.create_topics(missing)
+            await _update_existing(admin, [name for name in TOPICS if name in existing], configs)
             return
         except Exception:
             if asyncio.get_running_loop().time() > deadline:
@@ -171,3 +204,22 @@ async def create_topics(bootstrap: str, *, timeout_seconds: float = 60.0) -> Non
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def _update_existing(admin: AIOKafkaAdminClient, names: list[str], configs: dict[str, dict[str, str]]) -> None:
+    """Topics made by an earlier run: add partitions up to TOPICS, set the configs again (they may have changed)."""
+    if not names:
+        return
+    fewer = {
+        topic["topic"]: NewPartitions(TOPICS[topic["topic"]])
+        for topic in await admin.describe_topics(names)
+        if len(topic["partitions"]) < TOPICS[topic["topic"]]
+    }
+    if fewer:
+        await admin.create_partitions(fewer)
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, configs=configs[n]) for n in names if n in configs]
+    if resources:
+        responses = await admin.alter_configs(resources)
+        errors = [r for response in responses for r in response.to_object()["resources"] if r["error_code"]]
+        if errors:
+            raise RuntimeError(f"Kafka refused the topic configs: {errors}")

@@ -28,6 +28,7 @@ class Permission(StrEnum):
     READ_ANALYTICS = "analytics:read"
     MANAGE_USERS = "users:manage"
     READ_AUDIT = "audit:read"
+    RECORD_AUDIT = "audit:record"
     MANAGE_BILLING_ACCOUNTS = "billing-accounts:manage"
 
 
@@ -37,8 +38,9 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.ADMIN: _STAFF | {Permission.DELETE_PATIENTS, Permission.MANAGE_USERS, Permission.READ_AUDIT},
     Role.STAFF: _STAFF,
     Role.ANALYST: frozenset({Permission.READ_ANALYTICS}),
-    # patient-service's relay calling billing-service: nothing else (least privilege).
-    Role.SERVICE: frozenset({Permission.MANAGE_BILLING_ACCOUNTS}),
+    # Services calling services: patient-service's relay asks billing for accounts, the gateway hands
+    # patient-service the refusals it answered at the edge for the audit trail; nothing else.
+    Role.SERVICE: frozenset({Permission.MANAGE_BILLING_ACCOUNTS, Permission.RECORD_AUDIT}),
 }
 
 # What each method on a resource needs. The gateway checks it at the edge; the service checks again.

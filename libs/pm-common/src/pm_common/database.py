@@ -26,7 +26,9 @@ from tenacity import (
 )
 
 from pm_common.http import ErrorHandler, unexpected_error
+from pm_common.metrics import watch_engine
 from pm_common.settings import DatabaseSettings
+from pm_common.telemetry import instrument_asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,15 @@ def create_engine(
 
 
 def engine_from(settings: DatabaseSettings) -> AsyncEngine:
-    """The service's engine, sized and timed by its DATABASE_* settings."""
-    return create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        statement_timeout_seconds=settings.database_statement_timeout_seconds,
-        pre_ping=settings.database_pool_pre_ping,
+    """The service's engine, sized and timed by its DATABASE_* settings (traced, its pool in /metrics)."""
+    instrument_asyncpg()
+    return watch_engine(
+        create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
+            pre_ping=settings.database_pool_pre_ping,
+        )
     )
 
 

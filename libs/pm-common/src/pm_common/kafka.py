@@ -8,11 +8,14 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
+from pm_common.telemetry import instrument_aiokafka
+
 log = logging.getLogger(__name__)
 
 
 def new_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) with bounded timeouts; create it inside the running loop."""
+    instrument_aiokafka()  # traced sends (and consumers) in every service that uses Kafka
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,

@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from opentelemetry import trace
@@ -32,6 +32,14 @@ ROUTE_SCOPE_KEY = "pm.route"
 UNMATCHED = "unmatched"
 ScrapeHook = Callable[[Request], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class _HasPool(Protocol):
+    @property
+    def pool(self) -> Any: ...
+
+
+E = TypeVar("E", bound=_HasPool)
 
 HTTP_REQUEST_SECONDS = Histogram(
     "http_server_request_duration_seconds",
@@ -123,8 +131,8 @@ def install_observability(app: FastAPI, *, service: str, metrics_route: bool) ->
 
 
 def with_metrics_port(lifespan: Lifespan | None, *, host: str, port: int | None) -> Lifespan | None:
-    """`lifespan`, also serving /metrics on `port` (None: on the app's own port, unchanged)."""
-    if port is None:
+    """`lifespan`, also serving /metrics on `port` (None: on the app's own port instead; 0: nowhere)."""
+    if not port:
         return lifespan
 
     @asynccontextmanager
@@ -172,8 +180,13 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         else:
             status, content_type, body = b"404 Not Found", b"text/plain", b"Not Found\n"
         writer.write(
-            b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type
-            + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+            b"HTTP/1.1 "
+            + status
+            + b"\r\ncontent-type: "
+            + content_type
+            + b"\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\nconnection: close\r\n\r\n"
             + (body if method != b"HEAD" else b"")
         )
         await writer.drain()
@@ -184,16 +197,17 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 class _PoolCollector(Collector):
-    """Connections checked out of each live engine's pool, read at scrape time."""
+    """Connections checked out of each live engine's pool (its current one: dispose() replaces it), read at
+    scrape time."""
 
     def __init__(self) -> None:
-        self.pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.engines: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         in_use = GaugeMetricFamily("db_pool_connections_in_use", "Database connections checked out of the pool")
         size = GaugeMetricFamily("db_pool_size", "Database connections the pool keeps")
-        in_use.add_metric([], float(sum(_call(p, "checkedout") for p in list(self.pools))))
-        size.add_metric([], float(sum(_call(p, "size") for p in list(self.pools))))
+        in_use.add_metric([], float(sum(_call(e.pool, "checkedout") for e in list(self.engines))))
+        size.add_metric([], float(sum(_call(e.pool, "size") for e in list(self.engines))))
         yield in_use
         yield size
 
@@ -207,6 +221,7 @@ _pools = _PoolCollector()
 REGISTRY.register(_pools)
 
 
-def watch_pool(pool: Any) -> None:
-    """Report this SQLAlchemy pool in db_pool_connections_in_use (forgotten when the engine is gone)."""
-    _pools.pools.add(pool)
+def watch_engine(engine: E) -> E:
+    """Report this engine's pool in db_pool_connections_in_use (forgotten once the engine is gone)."""
+    _pools.engines.add(engine)
+    return engine

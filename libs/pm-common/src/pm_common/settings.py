@@ -6,7 +6,7 @@ import base64
 import binascii
 import sys
 from enum import StrEnum
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -57,6 +57,13 @@ class ServiceSettings(SettingsPiece):
     port: int = Field(validation_alias=AliasChoices("PORT", "SERVER_PORT"), gt=0, lt=65536)
     workers: int = Field(default=1, validation_alias="WORKERS", ge=1, le=64)
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    # Tracing: pm_common.telemetry reads the standard OTEL_* variables itself; these are declared so that a
+    # protocol it does not speak is refused at start. Empty endpoint: nothing is exported.
+    otel_exporter_otlp_endpoint: str = Field(default="", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    otel_traces_sampler: str = Field(default="parentbased_always_on", validation_alias="OTEL_TRACES_SAMPLER")
 
     @property
     def is_dev(self) -> bool:

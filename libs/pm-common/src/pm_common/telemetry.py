@@ -18,10 +18,10 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from opentelemetry import baggage, context, propagate, trace
@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REQUEST_ID_BAGGAGE = "request_id"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -115,7 +116,10 @@ class RequestContextMiddleware:
             request_id = value.decode("ascii")
         else:
             request_id = uuid.uuid4().hex
-            scope["headers"] = [*(h for h in headers if h[0] != b"x-request-id"), (b"x-request-id", request_id.encode())]
+            scope["headers"] = [
+                *(h for h in headers if h[0] != b"x-request-id"),
+                (b"x-request-id", request_id.encode()),
+            ]
         token = request_id_var.set(request_id)
         attached = context.attach(baggage.set_baggage(REQUEST_ID_BAGGAGE, request_id))
         try:
@@ -176,6 +180,35 @@ def continued(trace_context: str | None) -> Iterator[None]:
         context.detach(token)
 
 
+async def continuing(trace_context: str | None, work: Awaitable[T]) -> T:
+    """Await `work` inside the trace an outbox row stored (a delivery of the row continues it)."""
+    with continued(trace_context):
+        return await work
+
+
+def instrument_asyncpg() -> None:
+    """Spans for every asyncpg round trip (extra `db`); once per process, not when tracing is disabled."""
+    if not tracing_enabled():
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
+def instrument_aiokafka() -> None:
+    """Producer spans that put the trace context into each record's headers, consumer spans continuing it
+    (extra `kafka`); once per process, not when tracing is disabled."""
+    if not tracing_enabled():
+        return
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+
+    instrumentor = AIOKafkaInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
 def _headers_carrier(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     return {key: value.decode("latin-1") for key, value in headers or () if isinstance(value, bytes)}
 
@@ -201,4 +234,3 @@ def consuming(name: str, headers_of_records: Sequence[Iterable[tuple[str, bytes]
     finally:
         trace_id_var.reset(trace_token)
         request_id_var.reset(request_token)
-

@@ -84,12 +84,13 @@ _ACTIONS_ON_ONE["DELETE"] = Action.DELETE
 
 
 def patient_routes(method: str, path: str) -> tuple[Action, uuid.UUID | None] | None:
-    """`/patients` and `/patients/{id}`: the action a method means there, and the id in the path."""
-    if path == "/patients":
+    """`/patients` and `/patients/{id}`, and their FHIR views `/fhir/Patient` and `/fhir/Patient/{id}`: the action
+    a method means there, and the id in the path."""
+    if path in ("/patients", "/fhir/Patient"):
         action = _ACTIONS_ON_LIST.get(method)
         return (action, None) if action else None
-    prefix, _, rest = path.partition("/patients/")
-    if prefix or not rest or "/" in rest:
+    rest = path.removeprefix("/patients/") if path.startswith("/patients/") else path.removeprefix("/fhir/Patient/")
+    if rest == path or not rest or "/" in rest:
         return None
     action = _ACTIONS_ON_ONE.get(method)
     if action is None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from patient_service.audit import service
 from patient_service.audit.models import Action
-from patient_service.deps import AuditorDep, ReadEngineDep
+from patient_service.deps import AuditorDep, AuditWriterDep, ReadEngineDep, RecorderDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -67,3 +67,39 @@ async def read_trail(
         cursor=cursor,
     )
     return {"events": page.events, "nextCursor": page.next_cursor}
+
+
+class RefusalIn(BaseModel):
+    """A 401 or 403 the gateway answered at the edge on a patient route (it never reached this service)."""
+
+    at: datetime
+    actor: str | None = Field(default=None, max_length=255)
+    role: str | None = Field(default=None, max_length=50)
+    patientId: uuid.UUID | None = None
+    status: int = Field(ge=401, le=403)
+    requestId: str | None = Field(default=None, max_length=128)
+    clientAddress: str | None = Field(default=None, max_length=64)
+
+
+class RefusalsIn(BaseModel):
+    """A batch of refusals."""
+
+    events: list[RefusalIn] = Field(max_length=10_000)
+
+
+@router.post("/refusals", status_code=202, responses=_ERRORS, summary="Record refusals answered by the gateway")
+async def record_refusals(caller: RecorderDep, batch: RefusalsIn, writer: AuditWriterDep) -> None:
+    """For the gateway (a SERVICE token): its edge refusals join the trail as DENIED records (batched)."""
+    for event in batch.events:
+        writer.record(
+            service.AuditEvent(
+                at=event.at,
+                actor=event.actor,
+                role=event.role,
+                action=Action.DENIED,
+                patient_id=event.patientId,
+                status=event.status,
+                request_id=event.requestId,
+                client_address=event.clientAddress,
+            )
+        )

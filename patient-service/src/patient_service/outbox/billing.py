@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf.message import DecodeError
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from patient_service.outbox.events import BILLING_ACCOUNT_CLOSE_REQUESTED
 from patient_service.outbox.models import Destination
 from patient_service.outbox.relay import Delivery, OutboxRow
+from pm_common.telemetry import continuing, tracing_enabled
 from pm_common.tokens import ServiceTokens
 from pm_proto import billing_service_pb2, billing_service_pb2_grpc
 
@@ -76,7 +78,8 @@ class BillingPublisher:
 
     def start(self) -> None:
         """Create the channel inside the running loop (grpc.aio objects are bound to it)."""
-        self._channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        interceptors = aio_client_interceptors() if tracing_enabled() else None  # type: ignore[no-untyped-call]  # the call continues the row's trace
+        self._channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS, interceptors=interceptors)
         self._stub = billing_service_pb2_grpc.BillingServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
@@ -89,7 +92,7 @@ class BillingPublisher:
     async def publish(self, rows: Sequence[OutboxRow]) -> Delivery:
         """Call CreateBillingAccount for every row; SENT on OK, PARKED on INVALID_ARGUMENT, else retry."""
         delivery = Delivery()
-        outcomes = await asyncio.gather(*(self._call(row) for row in rows))
+        outcomes = await asyncio.gather(*(continuing(row.trace_context, self._call(row)) for row in rows))
         for row, (outcome, error) in zip(rows, outcomes, strict=True):
             if outcome == "sent":
                 delivery.sent.add(row.id)

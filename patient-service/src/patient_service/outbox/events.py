@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from patient_service.outbox.models import Destination
+from pm_common.telemetry import trace_context_text
 from pm_proto import billing_service_pb2, patient_event_pb2
 
 
@@ -45,6 +46,7 @@ def patient_event_row(*, event_type: EventType, patient: Mapping[Any, Any], occu
         "aggregate_id": patient["id"],
         "event_type": event_type.value,
         "payload": message.SerializeToString(),
+        "trace_context": trace_context_text(),
     }
 
 
@@ -59,6 +61,7 @@ def billing_request_row(*, patient: Mapping[Any, Any]) -> dict[str, Any]:
         "aggregate_id": patient["id"],
         "event_type": BILLING_ACCOUNT_REQUESTED,
         "payload": message.SerializeToString(),
+        "trace_context": trace_context_text(),
     }
 
 
@@ -71,4 +74,5 @@ def billing_close_row(*, patient_id: uuid.UUID) -> dict[str, Any]:
         "aggregate_id": patient_id,
         "event_type": BILLING_ACCOUNT_CLOSE_REQUESTED,
         "payload": message.SerializeToString(),
+        "trace_context": trace_context_text(),
     }

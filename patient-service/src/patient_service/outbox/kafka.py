@@ -22,6 +22,7 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, R
 from patient_service.outbox.models import Destination
 from patient_service.outbox.relay import Delivery, OutboxRow
 from pm_common.kafka import new_producer, start_with_retry
+from pm_common.telemetry import continuing
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ class KafkaPublisher:
             return delivery
         self._forget_old()
         # Tasks are created (and so start) in row order, so records enter the producer in outbox order.
-        tasks = {row.id: asyncio.ensure_future(self._send(producer, row)) for row in rows}
+        tasks = {
+            row.id: asyncio.ensure_future(continuing(row.trace_context, self._send(producer, row))) for row in rows
+        }
         _, pending = await asyncio.wait(tasks.values(), timeout=self._send_timeout_seconds)
         for task in pending:
             task.cancel()  # a send still queueing is abandoned; a queued record keeps its future in _inflight

@@ -53,6 +53,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    Column("trace_context", Text),  # W3C traceparent/baggage (JSON) of the request that wrote the row
     CheckConstraint("state IN ('PENDING', 'SENT', 'PARKED')", name="state"),
 )
 

@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from patient_service.outbox.metrics import record_pass
 from patient_service.outbox.models import Destination
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # with every other (bench/README.md).
 _CLAIM = text(
     """
-    SELECT o.id, o.event_id, o.aggregate_id, o.event_type, o.payload, o.attempts
+    SELECT o.id, o.event_id, o.aggregate_id, o.event_type, o.payload, o.attempts, o.trace_context
     FROM outbox AS o
     WHERE o.state = 'PENDING'
       AND o.destination = :destination
@@ -78,6 +79,7 @@ class OutboxRow:
     event_type: str
     payload: bytes
     attempts: int
+    trace_context: str | None = None  # W3C context of the request that wrote it (pm_common.telemetry)
 
 
 @dataclass
@@ -196,6 +198,7 @@ class OutboxRelay:
                     event_type=r.event_type,
                     payload=bytes(r.payload),
                     attempts=r.attempts,
+                    trace_context=r.trace_context,
                 )
                 for r in claimed
             ]
@@ -226,6 +229,7 @@ class OutboxRelay:
         result = PassResult(
             claimed=len(rows), sent=len(delivery.sent), failed=len(delivery.failed), parked=len(delivery.parked)
         )
+        record_pass(self.destination.value, claimed=result.claimed, failed=result.failed, parked=result.parked)
         self._log(result, delivery)
         return result
 

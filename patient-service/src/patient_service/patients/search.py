@@ -157,14 +157,14 @@ def select_patients(query: PatientQuery) -> tuple[Select[Any], Select[Any]]:
 def page_links(
     path: str, params: Iterable[tuple[str, str]], *, page: int, size: int, total: int, page_param: str, size_param: str
 ) -> dict[str, str]:
-    """relation -> URL (`path?<the same query>&page=..&size=..`) of the first, previous, next and last pages."""
+    """relation -> URL (`path?<the same query>&page=..&size=..`) of this, the first, previous, next and last pages."""
     kept = [(k, v) for k, v in params if k not in (page_param, size_param)]
 
     def url(number: int) -> str:
         return f"{path}?{urlencode([*kept, (page_param, str(number)), (size_param, str(size))])}"
 
     last = max((total - 1) // size, 0) if size else 0
-    links = {"first": url(0)}
+    links = {"self": url(page), "first": url(0)}
     if page > 0:
         links["prev"] = url(min(page - 1, last))
     if size and (page + 1) * size < total:
