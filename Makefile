@@ -12,7 +12,7 @@ MEMBERS := libs/pm-common libs/pm-proto devstack api-gateway auth-service patien
 # Test folders are type-checked one at a time: each is a namespace package `tests` of its member.
 TEST_DIRS := libs/pm-common devstack api-gateway auth-service patient-service billing-service analytics-service infrastructure
 
-.PHONY: help install up down status clean test lint typecheck unit proto bench
+.PHONY: help install up down status clean test lint typecheck unit proto bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ proto: install ## Regenerate libs/pm-proto from proto/*.proto
 
 bench: install ## Benchmarks against the running `make up` stack (wrk; see bench/README.md)
 	$(UV) run --no-sync python bench/bench.py $(BENCH_ARGS)
+
+chaos: install ## kill -9 a random process every 10 s under load, then check nothing was lost (CHAOS_SECONDS=180)
+	$(UV) run --no-sync python bench/chaos.py $(CHAOS_ARGS)
 
 test: lint typecheck ## Lint, types, every package's tests and the integration suite (its own stack on free ports)
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)

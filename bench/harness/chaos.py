@@ -83,6 +83,7 @@ async def _run(stack: Stack, endpoints: Endpoints, token: str, settings: ChaosSe
     run_end = time.monotonic()
     log(f"workload done after {run_end - started:.0f}s ({len(workload.attempts)} requests); settling")
     settling = await settle(stack, endpoints, workload, base, settings.settle_seconds)
+    await killer.settled()  # each watcher gives up 60 s after its kill
     facts = settling.facts if settling.facts is not None else await _last_look(endpoints, workload, base, settling)
     restarts_after = await asyncio.to_thread(stack.supervisor.restarts)
     states = {p.name: p.state for p in await asyncio.to_thread(stack.supervisor.processes)}

@@ -63,7 +63,8 @@ class Killer:
         }
 
     async def run(self, seconds: float) -> None:
-        """A kill every `interval` seconds (the first after one interval) while the run lasts."""
+        """A kill every `interval` seconds (the first after one interval) while the run lasts; the watchers of
+        the last kills may still run (await settled())."""
         started = time.monotonic()
         for number in range(1, 10_000):
             at = started + number * self.interval
@@ -75,7 +76,6 @@ class Killer:
                 log(f"kill -9 {kill.program} (pid {kill.pid})")
                 self.kills.append(kill)
                 self._watchers.append(asyncio.create_task(self._watch(kill)))
-        await self.settled()
 
     async def settled(self) -> None:
         """Wait for every kill's watcher (each bounded by watch_timeout)."""

@@ -63,8 +63,8 @@ def kill_rows(workload: Workload, kills: list[Kill], run_end: float) -> list[dic
         end = kills[number + 1].at if number + 1 < len(kills) else run_end
         points = [kill.at, *(t for t in successes if kill.at < t <= end)]
         following = bisect.bisect_right(successes, end)
-        if following < len(successes):
-            points.append(successes[following])  # the first success after the window closes its last gap
+        if len(points) == 1 and following < len(successes):
+            points.append(successes[following])  # no success before the next kill: the gap runs on past it
         gap = max((b - a for a, b in itertools.pairwise(points)), default=end - kill.at)
         failed = sum(1 for a in workload.attempts if kill.at < a.at <= end and (a.status == 0 or a.status >= 500))
         rows.append(

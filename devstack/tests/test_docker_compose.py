@@ -1039,3 +1039,27 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port(compose: dict[str,
     assert targets == {**expected, "api-gateway": "api-gateway:9464"}
     gateway_ports = [entry.rsplit(":", 1)[-1] for entry in compose["services"]["api-gateway"]["ports"]]
     assert "9464" not in gateway_ports
+
+
+# --- docker-compose.replicas.yml -----------------------------------------------------------------------------------
+def test_the_replicas_file_adds_a_second_instance_the_gateway_balances_over() -> None:
+    """Each extra instance extends its service (same image and env), publishes no port of its own, waits for the
+    first (which migrates), and the gateway lists both instances of each replicated service."""
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]  # PyYAML has no types here
+        """Compose's `!reset` tag (drops an inherited value) as None."""
+
+    Loader.add_constructor("!reset", lambda loader, node: None)
+    replicas = yaml.load((ROOT / "docker-compose.replicas.yml").read_text(), Loader=Loader)  # noqa: S506
+    base = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    gateway_env = replicas["services"]["api-gateway"]["environment"]
+    for name, port, variable in (
+        ("patient-service", 4000, "PATIENT_SERVICE_URL"),
+        ("analytics-service", 4002, "ANALYTICS_SERVICE_URL"),
+    ):
+        extra = replicas["services"][f"{name}-2"]
+        assert extra["extends"] == {"file": "docker-compose.yml", "service": name}
+        assert name in base
+        assert extra["ports"] is None
+        assert extra["depends_on"] == {name: {"condition": "service_healthy"}}
+        assert gateway_env[variable] == f"http://{name}:{port},http://{name}-2:{port}"

@@ -43,7 +43,6 @@ MOTO_CANNOT_CREATE = {
 }
 
 
-
 def _ref_parameter_groups_by_name() -> None:
     """Make moto's `Ref` to an AWS::RDS::DBParameterGroup give the group's name, as AWS does.
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 from starlette.types import Scope
 
 from api_gateway.balancer import Balancer
@@ -87,20 +88,26 @@ class RefusalRecorder:
             while self._pending:
                 batch = self._pending[:500]
                 url = self._patients.pick().url + "/audit/refusals"
-                headers = {"Authorization": self._credentials.authorization()}
+                # The session skips aiohttp's automatic Content-Type (a proxy forwards the client's): set it.
+                headers = {"Authorization": self._credentials.authorization(), "Content-Type": "application/json"}
                 try:
                     async with self._upstreams.session.post(
-                        url, json={"events": batch}, headers=headers, timeout=_SEND_TIMEOUT
+                        url, data=orjson.dumps({"events": batch}), headers=headers, timeout=_SEND_TIMEOUT
                     ) as response:
                         await response.read()
-                        if response.status != 202:
-                            raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+                        status = response.status
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     log.warning(
                         "refusals not handed to the audit trail yet",
                         extra={"error": type(exc).__name__, "queued": len(self._pending), "dropped": self.dropped},
                     )
                     return
+                if status >= 500 or status in (401, 403):  # patient-service away, or a key mismatch: retry later
+                    log.warning("refusals not handed to the audit trail yet", extra={"status": status})
+                    return
+                if status != 202:  # refused as malformed: retrying would never succeed
+                    self.dropped += len(batch)
+                    log.error("refusals refused by the audit trail", extra={"status": status, "count": len(batch)})
                 del self._pending[: len(batch)]
 
     async def _run(self) -> None:
