@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -142,14 +143,7 @@ def main(description: str | None) -> int:
     args = parser.parse_args()
     if not 0 < args.seconds <= 3600 or args.rate <= 0 or not 0 < args.clients <= 64 or args.interval <= 0:
         parser.error("--seconds must be in (0, 3600], --rate and --interval positive, --clients in 1..64")
-    settings = ChaosSettings(
-        seconds=args.seconds,
-        interval=args.interval,
-        rate=args.rate,
-        clients=args.clients,
-        grace_seconds=args.grace_seconds,
-        settle_seconds=args.settle_seconds,
-        seed=args.seed,
-    )
+    names = {f.name for f in dataclasses.fields(ChaosSettings)}  # each option's dest is a settings field
+    settings = ChaosSettings(**{name: value for name, value in vars(args).items() if name in names})
     log(f"seed {settings.seed}")
     return exit_code(run_chaos(default_stack(), settings, args.output))

@@ -19,6 +19,8 @@ from .delivery import check_delivery
 from .endpoints import Endpoints, gateway_url, patient_url, postgres_url, require_loopback
 from .event_lag import event_lag
 from .figures import Checks, Figures
+from .java import comparison_failed, java_loads, java_startup
+from .java_table import print_java_table
 from .memory import measure_memory
 from .outbox import wait_for_relay
 from .preflight import preflight
@@ -31,7 +33,7 @@ from .table import print_table
 from .tracing import tracing_cost
 from .wrk import Wrk, ensure_wrk
 
-SECTIONS = ("memory", "get", "c128", "create", "lag", "startup", "tracing")
+SECTIONS = ("memory", "get", "c128", "create", "lag", "startup", "java", "tracing")
 
 
 def parser_for(description: str | None, stack: Stack) -> argparse.ArgumentParser:
@@ -46,10 +48,17 @@ def parser_for(description: str | None, stack: Stack) -> argparse.ArgumentParser
     )
     parser.add_argument(
         "--only",
-        default=",".join(s for s in SECTIONS if s != "tracing"),  # tracing restarts the services: ask for it
+        default=",".join(s for s in SECTIONS if s not in ("tracing", "java")),  # each needs its own stack settings
         help=f"comma-separated subset of {','.join(SECTIONS)}",
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk load (default 10)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="warm-up of each Java-comparison load before its rounds, as the Java figures had (default 60)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds per load; medians are reported (default 3)")
     parser.add_argument("--retries", type=int, default=2, help="repeats of a run disturbed by other processes")
     parser.add_argument("--patients", type=int, default=10_000, help="size of the GET data set (default 10000)")
@@ -75,8 +84,8 @@ def main(description: str | None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     for url in (args.base_url, args.patient_url, args.postgres_url or "postgresql://127.0.0.1"):
         require_loopback(url)
-    # Memory, CPU per process and start-up need the launcher's pid files; another stack gets the rest.
-    own_stack = urlsplit(args.base_url).port == stack.ports.gateway and stack.pid_dir.exists()
+    # Memory, CPU per process and start-up need the launcher's running supervisor; another stack gets the rest.
+    own_stack = urlsplit(args.base_url).port == stack.ports.gateway and stack.supervisor.running
     processes = StackProcesses(stack if own_stack else None)
     endpoints = Endpoints(
         gateway=args.base_url.rstrip("/"), patient=args.patient_url.rstrip("/"), postgres=args.postgres_url or None
@@ -95,6 +104,10 @@ def main(description: str | None) -> int:
         figures["memory_idle"] = idle
     login = preflight(endpoints, args.email, args.password)
     context = BenchContext(endpoints, login.token, wrk, processes, args.repeat)
+    if "java" in sections:  # first: its list is of the 15 seed patients, before the data set exists
+        figures["java"] = java_loads(
+            context, warmup=args.warmup, email=args.email, password=args.password, memory=figures.get("memory_idle")
+        )
     if sections & {"get", "c128", "tracing"}:
         ids_file = dataset(context, args.patients)
         if "get" in sections:
@@ -117,12 +130,16 @@ def main(description: str | None) -> int:
             figures["memory_after_load"] = after_load
     if "startup" in sections and (startup := measure_startup(processes.stack, args.repeat)) is not None:
         figures["startup"] = startup
+    if "java" in sections and (seconds := java_startup(processes.stack, args.repeat, figures.get("startup"))):
+        figures["java"]["startup_services_only_seconds"] = seconds
 
     arguments = {k: v for k, v in vars(args).items() if k not in ("password", "compare")}
     out = write_results(args.output, arguments, figures, checks)
     print_table(figures, checks)
+    if "java" in figures:
+        print_java_table(figures["java"])
     log(f"figures written to {shown(out)}")
-    return 1 if failed(figures, checks) else 0
+    return 1 if failed(figures, checks) or comparison_failed(figures) else 0
 
 
 def failed(figures: Figures, checks: Checks) -> bool:

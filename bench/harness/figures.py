@@ -117,6 +117,33 @@ class Figures(TypedDict, total=False):
     event_lag: EventLagFigures | Skipped
     memory_after_load: MemoryFigures
     startup: StartupFigures
+    java: JavaComparison
+
+
+class HashParameters(TypedDict):
+    """auth-service's password hash (what each login verifies) and OWASP's minimum for argon2id."""
+
+    algorithm: str
+    time_cost: int
+    memory_cost_kib: int
+    parallelism: int
+    at_least_owasp_minimum: bool
+    bench_user_hash: NotRequired[str]
+
+
+class JavaComparison(TypedDict, total=False):
+    """The loads the Java original was measured with, after `warmup_seconds` of the same load each."""
+
+    warmup_seconds: int
+    list_rows: int
+    list: LoadFigures
+    get_by_id: LoadFigures
+    create: LoadFigures
+    create_delivery: DeliveryCheck | Skipped
+    login: LoadFigures | Skipped
+    login_hash: HashParameters | Skipped
+    memory_idle_rss_mib: float
+    startup_services_only_seconds: float
 
 
 class Checks(TypedDict, total=False):

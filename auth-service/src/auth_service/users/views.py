@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Path
 
 from auth_service.auth.schemas import MessageResponse
 from auth_service.deps import EngineDep, PasswordsDep, SettingsDep
@@ -13,7 +13,7 @@ from auth_service.users import service
 from auth_service.users.schemas import UserCreate, UserCreated, UserResponse, UserUpdate
 from pm_common.access import Permission
 from pm_common.auth import require
-from pm_common.idempotency import HEADER, RetryKey, checked_key, request_hash
+from pm_common.idempotency import IdempotencyKeyHeader, retry_key
 from pm_common.settings import jwt_key
 from pm_common.tokens import Identity
 
@@ -41,25 +41,19 @@ async def create_user(
     engine: EngineDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            description="1-255 printable characters: a repeat with the same key and body (same caller, within "
-            "IDEMPOTENCY_KEY_TTL_SECONDS) answers the first outcome with `Idempotent-Replayed: true`; the same "
-            "key with another body is 422.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> UserCreated:
     """A new user with an email, a password (the policy) and a role."""
-    key = checked_key(idempotency_key)
-    retry = None
-    if key is not None:
-        # Keyed: the body holds the new password, which the stored fingerprint must not give away.
-        fingerprint = request_hash("POST", "/users", body.model_dump(mode="json"), secret=jwt_key(settings.jwt_secret))
-        retry = RetryKey(
-            actor=caller.subject, key=key, fingerprint=fingerprint, ttl_seconds=settings.idempotency_key_ttl_seconds
-        )
+    # Keyed fingerprint: the body holds the new password, which the stored fingerprint must not give away.
+    retry = retry_key(
+        idempotency_key,
+        actor=caller.subject,
+        method="POST",
+        path="/users",
+        body=body.model_dump(mode="json"),
+        ttl_seconds=settings.idempotency_key_ttl_seconds,
+        secret=jwt_key(settings.jwt_secret),
+    )
     return await service.create_user(
         engine=engine, passwords=passwords, email=body.email, password=body.password, role=body.role, retry=retry
     )

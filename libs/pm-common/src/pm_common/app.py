@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI, Request
 
 from pm_common.http import ErrorHandler, install_http_basics
-from pm_common.metrics import install_observability, with_metrics_port
+from pm_common.metrics import fastapi_native_telemetry_off, install_observability, with_metrics_port
 from pm_common.server import tune_gc
 from pm_common.settings import ServiceSettings
 
@@ -51,7 +51,8 @@ def build_app(
             tune_gc()  # after start-up: what imports and clients left is frozen, never traversed again
             yield
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=kit_lifespan, **fastapi_options)
+    options = {**fastapi_native_telemetry_off(), **fastapi_options}  # the kit traces (pm_common.telemetry)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=kit_lifespan, **options)
     app.state.settings = settings
     for router in routers:
         app.include_router(router)

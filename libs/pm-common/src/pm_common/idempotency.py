@@ -14,10 +14,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import (
     Column,
@@ -84,6 +84,29 @@ class RetryKey:
     key: str
     fingerprint: str
     ttl_seconds: float
+
+
+# The header parameter of an endpoint that accepts it (documented once, in every OpenAPI that has it).
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="1-255 printable ASCII characters. A repeat with the same key and body (same caller, within "
+        "IDEMPOTENCY_KEY_TTL_SECONDS) answers the first outcome with `Idempotent-Replayed: true`; the same key with "
+        "another body is 422; a repeat while the first still runs waits for it (409 after 5 s).",
+    ),
+]
+
+
+def retry_key(
+    header: str | None, *, actor: str, method: str, path: str, body: Any, ttl_seconds: float, secret: bytes = b""
+) -> RetryKey | None:
+    """The RetryKey of a request with an Idempotency-Key header (None without one; 400 for a malformed key)."""
+    key = checked_key(header)
+    if key is None:
+        return None
+    fingerprint = request_hash(method, path, body, secret=secret)
+    return RetryKey(actor=actor, key=key, fingerprint=fingerprint, ttl_seconds=ttl_seconds)
 
 
 class Replayed(Exception):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -15,6 +13,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from patient_service.audit.models import Action, audit_events
+from pm_common.batching import Batcher
 from pm_common.http import DomainError
 
 log = logging.getLogger(__name__)
@@ -43,70 +42,22 @@ async def record_in(connection: AsyncConnection, event: AuditEvent) -> None:
 class AuditWriter:
     """Batches the records of reads and refusals: one INSERT per flush instead of one per request.
 
-    Records wait at most `interval_seconds` (or until `batch_size` are waiting). A clean shutdown flushes
+    Records wait at most `interval_seconds` (or until 500 are waiting). A clean shutdown flushes
     everything; a crash loses what waited, at most one interval's worth. While PostgreSQL is down the
-    records stay queued (up to `max_pending`, then the oldest are dropped, counted and logged).
+    records stay queued (up to 50,000, then the oldest are dropped, counted and logged).
     """
 
-    def __init__(
-        self, engine: AsyncEngine, *, interval_seconds: float = 0.5, batch_size: int = 500, max_pending: int = 50_000
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, *, interval_seconds: float = 0.5) -> None:
         self._engine = engine
-        self._interval_seconds = interval_seconds
-        self._batch_size = batch_size
-        self._max_pending = max_pending
-        self._pending: list[AuditEvent] = []
-        self._wake = asyncio.Event()
-        self._flushing = asyncio.Lock()  # one flush at a time: two would insert the same batch twice
-        self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self._batcher: Batcher[AuditEvent] = Batcher(self._insert, what="audit", interval_seconds=interval_seconds)
+        self.record = self._batcher.add
+        self.start = self._batcher.start
+        self.close = self._batcher.close
+        self.flush = self._batcher.flush
 
-    def record(self, event: AuditEvent) -> None:
-        """Queue a record (never blocks the request)."""
-        self._pending.append(event)
-        if len(self._pending) > self._max_pending:
-            del self._pending[0]
-            self.dropped += 1
-        if len(self._pending) >= self._batch_size:
-            self._wake.set()
-
-    def start(self) -> None:
-        """Begin flushing in the background (call inside the running loop)."""
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
-
-    async def close(self) -> None:
-        """Stop the background flushing and write everything still queued."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
-
-    async def flush(self) -> None:
-        """Write what is queued now; on failure keep it queued for the next attempt."""
-        async with self._flushing:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._batch_size]
-            try:
-                async with self._engine.begin() as connection:
-                    await connection.execute(audit_events.insert(), [asdict(event) for event in batch])
-            except Exception as exc:  # the database is down or refused the batch: keep it, retry next time
-                log.warning(
-                    "audit records not written yet", extra={"error": type(exc).__name__, "queued": len(self._pending)}
-                )
-                return
-            del self._pending[: len(batch)]
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_seconds)
-            self._wake.clear()
-            await self.flush()
+    async def _insert(self, batch: list[AuditEvent]) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(audit_events.insert(), [asdict(event) for event in batch])
 
 
 @dataclass(frozen=True)

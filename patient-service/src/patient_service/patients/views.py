@@ -25,7 +25,7 @@ from patient_service.patients.preconditions import etag, parse_if_match
 from patient_service.patients.schemas import PatientCreate, PatientResponse, PatientUpdate
 from patient_service.patients.search import link_header, page_links, rest_query
 from pm_common.http import DomainError
-from pm_common.idempotency import HEADER, Replayed, RetryKey, checked_key, request_hash
+from pm_common.idempotency import IdempotencyKeyHeader, Replayed, retry_key
 
 
 class Message(BaseModel):
@@ -138,24 +138,17 @@ async def create_patient(
     engine: EngineDep,
     outbox: OutboxSignalDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=HEADER,
-            description="1-255 printable characters. A repeat with the same key and body (same caller, within "
-            "IDEMPOTENCY_KEY_TTL_SECONDS) answers the first outcome with `Idempotent-Replayed: true`; the same "
-            "key with another body is 422; a repeat while the first still runs waits for it (409 after 5 s).",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Register a patient; its PATIENT_CREATED event and billing-account request follow via the outbox."""
-    key = checked_key(idempotency_key)
-    retry = None
-    if key is not None:
-        fingerprint = request_hash("POST", "/patients", body.model_dump(mode="json", by_alias=True))
-        retry = RetryKey(
-            actor=caller.subject, key=key, fingerprint=fingerprint, ttl_seconds=settings.idempotency_key_ttl_seconds
-        )
+    retry = retry_key(
+        idempotency_key,
+        actor=caller.subject,
+        method="POST",
+        path="/patients",
+        body=body.model_dump(mode="json", by_alias=True),
+        ttl_seconds=settings.idempotency_key_ttl_seconds,
+    )
     try:
         patient = await service.create_patient(engine, data=body, audit=audit, retry=retry)
     except Replayed as replayed:
