@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from auth_service.auth.schemas import MessageResponse
 from auth_service.deps import EngineDep, PasswordsDep, SettingsDep
@@ -36,6 +36,7 @@ _BODY: dict[int | str, dict[str, Any]] = {400: {"description": "`{field: message
     responses={**_ACCESS, **_BODY, 409: {"model": MessageResponse, "description": "Email taken"}},
 )
 async def create_user(
+    request: Request,
     caller: AdminDep,
     body: UserCreate,
     engine: EngineDep,
@@ -45,14 +46,14 @@ async def create_user(
 ) -> UserCreated:
     """A new user with an email, a password (the policy) and a role."""
     # Keyed fingerprint: the body holds the new password, which the stored fingerprint must not give away.
+    secret, ttl = jwt_key(settings.jwt_secret), settings.idempotency_key_ttl_seconds
     retry = retry_key(
         idempotency_key,
+        request=request,
         actor=caller.subject,
-        method="POST",
-        path="/users",
         body=body.model_dump(mode="json"),
-        ttl_seconds=settings.idempotency_key_ttl_seconds,
-        secret=jwt_key(settings.jwt_secret),
+        ttl_seconds=ttl,
+        secret=secret,
     )
     return await service.create_user(
         engine=engine, passwords=passwords, email=body.email, password=body.password, role=body.role, retry=retry

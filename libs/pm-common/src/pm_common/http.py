@@ -220,6 +220,21 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class StatusRecorder:
+    """Wraps an ASGI `send` and remembers the response's status (500 until one is sent)."""
+
+    __slots__ = ("_send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class AccessLogMiddleware:
     """One JSON line per request: method, path, status, duration and request id; never bodies or queries."""
 
@@ -231,27 +246,20 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
         request_id = (
             next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER.encode()), None)
             or uuid.uuid4().hex
         )
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         finally:
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
-                    "status": status,
+                    "status": recorder.status,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 2),
                     "request_id": request_id,
                 },

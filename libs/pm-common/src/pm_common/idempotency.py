@@ -99,13 +99,13 @@ IdempotencyKeyHeader = Annotated[
 
 
 def retry_key(
-    header: str | None, *, actor: str, method: str, path: str, body: Any, ttl_seconds: float, secret: bytes = b""
+    header: str | None, *, request: Request, actor: str, body: Any, ttl_seconds: float, secret: bytes = b""
 ) -> RetryKey | None:
     """The RetryKey of a request with an Idempotency-Key header (None without one; 400 for a malformed key)."""
     key = checked_key(header)
     if key is None:
         return None
-    fingerprint = request_hash(method, path, body, secret=secret)
+    fingerprint = request_hash(request.method, request.url.path, body, secret=secret)
     return RetryKey(actor=actor, key=key, fingerprint=fingerprint, ttl_seconds=ttl_seconds)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from patient_service.audit.context import AuditContext, now
 from patient_service.audit.models import Action
 from patient_service.audit.service import AuditWriter
-from pm_common.http import REQUEST_ID_HEADER, client_address
+from pm_common.http import REQUEST_ID_HEADER, StatusRecorder, client_address
 from pm_common.tokens import TokenVerifier, Unauthenticated
 
 DENIED_STATUSES = frozenset({401, 403, 404})
@@ -45,17 +45,11 @@ class AuditMiddleware:
             actor=actor, role=role, request_id=request_id, client_address=client_address(scope), at=now()
         )
         scope.setdefault("state", {})["audit"] = context
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         finally:
+            status = recorder.status
             writer: AuditWriter = state.audit_writer
             if context.recorded:
                 pass  # a write: recorded in its own transaction

@@ -132,6 +132,7 @@ async def get_patient(caller: ReaderDep, patient_id: PatientId, engine: ReadEngi
 
 @router.post("", status_code=201, response_model=PatientResponse, responses=_BODY_ERRORS, summary="Create a patient")
 async def create_patient(
+    request: Request,
     caller: WriterDep,
     audit: AuditDep,
     body: PatientCreate,
@@ -141,14 +142,9 @@ async def create_patient(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Register a patient; its PATIENT_CREATED event and billing-account request follow via the outbox."""
-    retry = retry_key(
-        idempotency_key,
-        actor=caller.subject,
-        method="POST",
-        path="/patients",
-        body=body.model_dump(mode="json", by_alias=True),
-        ttl_seconds=settings.idempotency_key_ttl_seconds,
-    )
+    body_json = body.model_dump(mode="json", by_alias=True)
+    ttl = settings.idempotency_key_ttl_seconds
+    retry = retry_key(idempotency_key, request=request, actor=caller.subject, body=body_json, ttl_seconds=ttl)
     try:
         patient = await service.create_patient(engine, data=body, audit=audit, retry=retry)
     except Replayed as replayed:
