@@ -133,7 +133,15 @@ class KafkaBroker:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         subprocess.run(
-            [*self._java("kafka.tools.StorageTool"), "format", "-t", _cluster_id(), "-c", str(self.config_file)],
+            # `--cluster-id=<id>` in one argument: a random id may start with "-" (base64url), which the
+            # tool's parser would read as an option when it stands alone.
+            [
+                *self._java("kafka.tools.StorageTool"),
+                "format",
+                f"--cluster-id={_cluster_id()}",
+                "-c",
+                str(self.config_file),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
