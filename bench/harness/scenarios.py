@@ -17,9 +17,8 @@ from .wrk import WrkRun
 
 def _get(context: BenchContext, *, via_gateway: bool, connections: int, ids_file: Path) -> WrkRun:
     endpoints = context.endpoints
-    url, prefix, token = (
-        (endpoints.gateway, "/api/patients", context.token) if via_gateway else (endpoints.patient, "/patients", "")
-    )
+    url, prefix = (endpoints.gateway, "/api/patients") if via_gateway else (endpoints.patient, "/patients")
+    token = context.token  # patient-service checks it too: its own port is no way around the roles
     label = f"GET {'gateway' if via_gateway else 'direct'} c{connections}"
     run = context.wrk.run(
         label=label,

@@ -50,8 +50,14 @@ class Program:
     def section(self) -> str:
         """The ini text of this program."""
         environment = ",".join(f"{key}={_quoted(value)}" for key, value in sorted(self.env.items()))
+        command = self.command
+        if self.user is None:
+            # The program writes its log file itself (the shell opens it, then execs the program: same pid).
+            # Through supervisord's pipe every line cost its Python process a read and a write: ~11 % of a
+            # core at 1,000 access-log lines a second under bench load.
+            command = ("/bin/sh", "-c", f'exec "$@" >> {shlex.quote(str(self.log_file))} 2>&1', self.name, *command)
         lines = {
-            "command": " ".join(_escape(shlex.quote(arg)) for arg in self.command),
+            "command": " ".join(_escape(shlex.quote(arg)) for arg in command),
             "directory": _escape(str(self.directory)),
             "environment": environment,
             "user": self.user or "",
@@ -65,7 +71,7 @@ class Program:
             "stopasgroup": str(self.stopasgroup).lower(),
             "killasgroup": "true",
             "redirect_stderr": "true",
-            "stdout_logfile": _escape(str(self.log_file)),
+            "stdout_logfile": "NONE" if self.user is None else _escape(str(self.log_file)),
             "stdout_logfile_maxbytes": "50MB",
             "stdout_logfile_backups": "2",
         }
