@@ -6,7 +6,7 @@ import aiohttp
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
 from api_gateway.config import Settings
-from pm_common.telemetry import tracing_enabled
+from pm_common.telemetry import exporting
 
 # aiohttp would add these on its own; a proxy forwards the client's (or none).
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -42,7 +42,9 @@ class Upstreams:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=False,
-            trace_configs=[create_trace_config()] if tracing_enabled() else None,  # client spans, traceparent
+            # Client spans only while exporting: off, the client's traceparent and baggage pass through as
+            # ordinary headers (the hooks cost ~8 % of the gateway's CPU per proxied request).
+            trace_configs=[create_trace_config()] if exporting() else None,
             # No session-wide timeout: every call passes its route's (routes.py) or the readiness check's.
         )
 
