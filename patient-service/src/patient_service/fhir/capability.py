@@ -24,7 +24,7 @@ def capability_statement() -> CapabilityStatement:
         {
             "resourceType": "CapabilityStatement",
             "status": "active",
-            "date": "2026-12-01",
+            "date": "2026-11-29",  # when this statement last changed
             "publisher": "patient-management",
             "kind": "instance",
             "software": {"name": "patient-service"},
