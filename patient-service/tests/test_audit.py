@@ -239,3 +239,13 @@ async def test_the_gateway_hands_over_its_edge_refusals(service: Service) -> Non
     assert (
         await service.http.post("/audit/refusals", json=bad, headers=bearer("SERVICE", "api-gateway"))
     ).status_code == 400
+
+
+async def test_an_insane_request_id_is_replaced_not_stored(service: Service) -> None:
+    """Only a sane X-Request-ID (1-128 of [A-Za-z0-9._-]) is kept; anything else gets a new id (one helper
+    for every layer), so a record always fits its column and never carries what a client smuggled in."""
+    created = (await service.http.post("/patients", json=_body(), headers={"X-Request-ID": "x" * 500})).json()
+    events = await trail(service, patientId=created["id"])
+    assert len(events) == 1
+    assert events[0]["requestId"] != "x" * 500
+    assert len(events[0]["requestId"]) == 32

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 
 from api_gateway.tokens import header_value
+from pm_common.http import sane_request_id
 from pm_common.tokens import Identity
 
 RawHeaders = Iterable[tuple[bytes, bytes]]
@@ -63,17 +64,10 @@ _RESPONSE_DROP = HOP_BY_HOP | {b"date", b"x-request-id"}
 # CORS is the gateway's to open (CORS_ALLOWED_ORIGINS), never an upstream's.
 _CORS_PREFIX = b"access-control-"
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
-
 
 def request_id_from(headers: RawHeaders) -> str:
     """The client's X-Request-ID if it is a sane token (<= 128 of [A-Za-z0-9._-]), else a new one."""
-    for name, value in headers:
-        if name == b"x-request-id":
-            if _REQUEST_ID.fullmatch(value):
-                return value.decode("ascii")
-            break
-    return uuid.uuid4().hex
+    return sane_request_id(headers) or uuid.uuid4().hex
 
 
 def request_header_problem(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.encode()
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 access_log = logging.getLogger("access")
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,25 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+def sane_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The caller's X-Request-ID when it is a sane token (1-128 of [A-Za-z0-9._-]), else None."""
+    value = next((v for k, v in headers if k == _REQUEST_ID_NAME), None)
+    return value.decode("ascii") if value is not None and _SANE_REQUEST_ID.fullmatch(value) else None
+
+
+def ensure_request_id(scope: Scope) -> str:
+    """The request's id: the caller's sane X-Request-ID, else a new one written into the scope's headers,
+    so that every layer after this one (access log, audit, logs, upstream calls) sees the same id."""
+    request_id = sane_request_id(scope["headers"])
+    if request_id is None:
+        request_id = uuid.uuid4().hex
+        scope["headers"] = [
+            *(h for h in scope["headers"] if h[0] != _REQUEST_ID_NAME),
+            (_REQUEST_ID_NAME, request_id.encode()),
+        ]
+    return request_id
+
+
 class StatusRecorder:
     """Wraps an ASGI `send` and remembers the response's status (500 until one is sent)."""
 
@@ -246,10 +268,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = (
-            next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER.encode()), None)
-            or uuid.uuid4().hex
-        )
+        request_id = ensure_request_id(scope)
         recorder = StatusRecorder(send)
         try:
             await self.app(scope, receive, recorder)

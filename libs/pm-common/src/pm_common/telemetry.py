@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,11 +28,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pm_common.http import ensure_request_id
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REQUEST_ID_BAGGAGE = "request_id"
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 # Set while a request, an RPC or a Kafka batch is handled; pm_common.logging's filter reads them.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)  # a batch of several traces
@@ -138,16 +137,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        value = next((v for k, v in headers if k == b"x-request-id"), None)
-        if value is not None and _REQUEST_ID.fullmatch(value):
-            request_id = value.decode("ascii")
-        else:
-            request_id = uuid.uuid4().hex
-            scope["headers"] = [
-                *(h for h in headers if h[0] != b"x-request-id"),
-                (b"x-request-id", request_id.encode()),
-            ]
+        request_id = ensure_request_id(scope)
         token = request_id_var.set(request_id)
         attached = context.attach(baggage.set_baggage(REQUEST_ID_BAGGAGE, request_id))
         try:

@@ -10,11 +10,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from patient_service.audit.context import AuditContext, now
 from patient_service.audit.models import Action
 from patient_service.audit.service import AuditWriter
-from pm_common.http import REQUEST_ID_HEADER, StatusRecorder, client_address
+from pm_common.http import StatusRecorder, client_address, ensure_request_id
 from pm_common.tokens import TokenVerifier, Unauthenticated
 
 DENIED_STATUSES = frozenset({401, 403, 404})
-_REQUEST_ID = REQUEST_ID_HEADER.encode()
 # (method, path) -> the action and the patient id in the path, or None for routes that are not patient data.
 Classifier = Callable[[str, str], tuple[Action, uuid.UUID | None] | None]
 
@@ -36,10 +35,7 @@ class AuditMiddleware:
             return
         action, patient_id = classified
         state = scope["app"].state
-        request_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == _REQUEST_ID), None)
-        if request_id is None:  # the same id in the access log line, the record and the answer's logs
-            request_id = uuid.uuid4().hex
-            scope = {**scope, "headers": [*scope["headers"], (_REQUEST_ID, request_id.encode())]}
+        request_id = ensure_request_id(scope)  # the same id in the access log line, the record and the logs
         actor, role = _caller(state.token_verifier, scope)
         context = AuditContext(
             actor=actor, role=role, request_id=request_id, client_address=client_address(scope), at=now()
