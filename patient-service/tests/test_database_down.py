@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from devstack.process import free_port
 from patient_service.outbox.relay import backoff_seconds
@@ -39,3 +41,36 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     assert all(d <= 36 for d in delays)
     assert 24 <= delays[-1] <= 36
     assert backoff_seconds(10_000, initial_seconds=0.5, max_seconds=30) <= 36  # no overflow for very old rows
+
+
+@pytest.mark.fault
+async def test_reads_survive_dropped_connections(migrated_url: str) -> None:
+    """Reads run on the driver (pm_common.database.DriverRead): a connection PostgreSQL closed is invalidated
+    and the read retried once on a fresh one, so no caller sees an error."""
+    async with running_service(service_settings(migrated_url, outbox_relay_enabled=False)) as service:
+        created = await service.create()
+        # Several connections in the pool: concurrent reads each check one out.
+        reads = await asyncio.gather(*(service.http.get(f"/patients/{created['id']}") for _ in range(8)))
+        assert {read.status_code for read in reads} == {200}
+        engine = service.app.state.engine
+        async with engine.connect() as connection:
+            terminated = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert terminated >= 1
+        one = await service.http.get(f"/patients/{created['id']}")
+        assert one.status_code == 200, one.text
+        assert one.json()["id"] == created["id"]
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        listed = await service.http.get("/patients", params={"size": 5})
+        assert listed.status_code == 200, listed.text
+        assert listed.headers["X-Total-Count"] != "0"
