@@ -48,7 +48,7 @@ async def test_new_password_is_stored_as_argon2(client: httpx.AsyncClient, beare
 
     async with engine.connect() as connection:
         stored = (await connection.execute(select(users.c.password_hash).where(users.c.id == user_id))).scalar_one()
-    assert stored.startswith("$argon2id$")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # OWASP's argon2id configuration
     assert PASSWORD not in stored
 
 

@@ -12,6 +12,12 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 
 log = logging.getLogger(__name__)
 
+# OWASP's argon2id configuration m=19 MiB, t=2, p=1 (Password Storage Cheat Sheet): ~23 ms of one core per
+# hash here, where argon2-cffi's defaults (m=64 MiB, t=3, p=4) cost ~210 ms of CPU and 64 MiB per login in
+# flight, which capped logins at ~7/s on two cores (bench/README.md). Stored hashes with other parameters
+# are rehashed with these at their next successful login.
+ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM = 19 * 1024, 2, 1
+
 
 class Passwords:
     """Verifies passwords so that every login costs exactly one hash verification.
@@ -23,7 +29,12 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHash | None = None) -> None:
         # The first hasher makes new hashes; the others are only recognised and verified.
-        self._hasher = hasher or PasswordHash((Argon2Hasher(), BcryptHasher()))
+        self._hasher = hasher or PasswordHash(
+            (
+                Argon2Hasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM),
+                BcryptHasher(),
+            )
+        )
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
 
     def hash(self, password: str) -> str:
