@@ -103,9 +103,9 @@ class DriverRead:
     needs no transaction: it runs as it is, in autocommit.
 
     Connections PostgreSQL has closed while they sat in the pool (a restart, a terminated backend) are
-    seen without a round trip (asyncpg has read the server's goodbye) and replaced; a read whose
-    connection dies under it is tried once more. Other failures surface as SQLAlchemy's DBAPIError would,
-    so the services' database error handlers answer them (503).
+    replaced: most are seen without a round trip (asyncpg has read the server's goodbye), the others fail
+    at once; either way the read goes on with another connection. Other failures surface as SQLAlchemy's
+    DBAPIError would, so the services' database error handlers answer them (503).
     """
 
     def __init__(self, statement: Select[Any]) -> None:
@@ -116,30 +116,25 @@ class DriverRead:
     async def all(self, engine: AsyncEngine, values: Mapping[str, object] | None = None) -> list[Record]:
         """Every row of the statement with these values for its parameters."""
         arguments = [values[name] for name in self._names] if values else []
-        retried = False
-        stale = 0
-        while True:
+        # After a restart every pooled connection may be dead: each is found out at once (no waiting), so
+        # trying them all costs little, and a database that is really down fails at connect (503) instead.
+        dead_error: BaseException | None = None
+        for _ in range(engine.pool.size() + 1):  # type: ignore[attr-defined]
             async with engine.connect() as connection:
                 driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-                if driver.is_closed() and stale <= engine.pool.size():  # type: ignore[attr-defined]
-                    stale += 1
+                if driver.is_closed():  # PostgreSQL said goodbye while it sat in the pool
                     await connection.invalidate()  # reconnects when next checked out
                     continue
                 try:
                     rows: list[Record] = await driver.fetch(self.sql, *arguments)
                     return rows
                 except (asyncpg.PostgresError, *_DEAD_CONNECTION) as exc:
-                    dead = isinstance(exc, _DEAD_CONNECTION) or getattr(exc, "sqlstate", None) in _CONNECTION_GONE
-                    if dead:
-                        await connection.invalidate(exc)
-                    if not dead or retried:
-                        raise sa_exc.DBAPIError(
-                            self.sql, None, exc, hide_parameters=True, connection_invalidated=dead
-                        ) from exc
-                    log.warning(
-                        "database connection was dropped, retrying the read once", extra={"error": type(exc).__name__}
-                    )
-            retried = True
+                    if not (isinstance(exc, _DEAD_CONNECTION) or getattr(exc, "sqlstate", None) in _CONNECTION_GONE):
+                        raise sa_exc.DBAPIError(self.sql, None, exc, hide_parameters=True) from exc
+                    await connection.invalidate(exc)
+                    dead_error = exc
+                    log.warning("database connection dropped, reading again", extra={"error": type(exc).__name__})
+        raise sa_exc.DBAPIError(self.sql, None, dead_error or ConnectionError(), connection_invalidated=True)
 
     async def first(self, engine: AsyncEngine, values: Mapping[str, object] | None = None) -> Record | None:
         """The first row, or None."""

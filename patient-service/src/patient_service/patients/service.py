@@ -89,6 +89,13 @@ async def get_patient(engine: AsyncEngine, *, patient_id: uuid.UUID) -> Versione
     return _versioned(row)
 
 
+# ON CONFLICT on the lower(email) index: a taken email is an ordinary outcome, also under races. Built once
+# (the values are parameters): building it per create cost ~0.1-0.2 ms of CPU, like the reads' selects.
+_INSERT_NEW_EMAIL = (
+    insert(patients).on_conflict_do_nothing(index_elements=[func.lower(patients.c.email)]).returning(*patients.c)
+)
+
+
 async def create_patient(
     engine: AsyncEngine, *, data: PatientCreate, audit: AuditContext, retry: RetryKey | None = None
 ) -> dict[str, str]:
@@ -102,17 +109,10 @@ async def create_patient(
         "date_of_birth": data.date_of_birth,
         "registered_date": data.registered_date or utc_today(),
     }
-    # ON CONFLICT on the lower(email) index: a taken email is an ordinary outcome, also under races.
-    statement = (
-        insert(patients)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=[func.lower(patients.c.email)])
-        .returning(*patients.c)
-    )
     async with engine.begin() as connection:
         if retry is not None:
             await idempotency.guard(connection, idempotency_keys, retry)  # a repeat: Replayed, nothing created
-        row = (await connection.execute(statement)).mappings().first()
+        row = (await connection.execute(_INSERT_NEW_EMAIL, values)).mappings().first()
         if row is None:
             raise _email_taken()
         # Rows as execute() parameters, not .values([...]): a multi-VALUES construct has no cache key, so
