@@ -28,6 +28,9 @@ class Settings(ServiceSettings, DatabaseSettings, JwtSettings):
     database_statement_timeout_seconds: float = Field(
         default=5.0, validation_alias="DATABASE_STATEMENT_TIMEOUT_SECONDS", gt=0, le=600
     )
+    # Off: the ping is BEGIN/SELECT/ROLLBACK before every call. A call that meets a dropped connection fails
+    # (UNAVAILABLE), the pool is invalidated, and the caller's retry (the outbox relay's) gets a fresh one.
+    database_pool_pre_ping: bool = Field(default=False, validation_alias="DATABASE_POOL_PRE_PING")
     # For a deployment whose patient-service is still the original (Java) one, which sends no credential:
     # calls without one are accepted (with a warning at start-up); a call with a bad credential is still refused.
     billing_allow_unauthenticated: bool = Field(default=False, validation_alias="BILLING_ALLOW_UNAUTHENTICATED")

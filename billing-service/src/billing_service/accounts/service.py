@@ -6,9 +6,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from billing_service.accounts.models import EMAIL_MAX, NAME_MAX, PATIENT_ID_MAX, billing_accounts
 
@@ -56,29 +56,39 @@ def new_account_id() -> str:
     return str(uuid.uuid4())
 
 
-async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: str, email: str) -> Account:
-    """Return the patient's account, creating it on the first call; safe under concurrent and repeated calls."""
-    validate_request(patient_id=patient_id, name=name, email=email)
-    insert_new = (
-        insert(billing_accounts)
-        .values(patient_id=patient_id, account_id=new_account_id(), status=STATUS_ACTIVE, name=name, email=email)
-        .on_conflict_do_nothing(index_elements=[billing_accounts.c.patient_id])
-        .returning(billing_accounts.c.account_id, billing_accounts.c.status)
+# Built once, values as parameters: building a statement per call cost ~0.1-0.2 ms of CPU (bench/README.md).
+_INSERT_NEW = (
+    insert(billing_accounts)
+    .on_conflict_do_nothing(index_elements=[billing_accounts.c.patient_id])
+    .returning(billing_accounts.c.account_id, billing_accounts.c.status)
+)
+_FIND = select(billing_accounts.c.account_id, billing_accounts.c.status).where(
+    billing_accounts.c.patient_id == bindparam("patient_id")
+)
+# Closing erases what the account kept about the patient.
+_CLOSE = (
+    insert(billing_accounts)
+    .on_conflict_do_update(
+        index_elements=[billing_accounts.c.patient_id], set_={"status": STATUS_CLOSED, "name": "", "email": ""}
     )
-    async with engine.begin() as connection:
-        row = (await connection.execute(insert_new)).one_or_none()
+    .returning(billing_accounts.c.account_id, billing_accounts.c.status)
+)
+
+
+async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: str, email: str) -> Account:
+    """Return the patient's account, creating it on the first call; safe under concurrent and repeated calls.
+
+    Single statements in autocommit (no BEGIN/COMMIT round trips): a conflicting insert waits for the other
+    transaction, so the select that follows sees the committed row, also when both calls raced.
+    """
+    validate_request(patient_id=patient_id, name=name, email=email)
+    values = {"patient_id": patient_id, "account_id": new_account_id(), "status": STATUS_ACTIVE}
+    async with _autocommit(engine) as connection:
+        row = (await connection.execute(_INSERT_NEW, {**values, "name": name, "email": email})).one_or_none()
         if row is not None:
             log.info("billing account created", extra={"patient_id": patient_id, "account_id": row.account_id})
             return Account(account_id=row.account_id, status=row.status, created=True)
-        # A conflicting insert waits for the other transaction, so under READ COMMITTED this new statement
-        # sees the committed row, also when both calls raced.
-        existing = (
-            await connection.execute(
-                select(billing_accounts.c.account_id, billing_accounts.c.status).where(
-                    billing_accounts.c.patient_id == patient_id
-                )
-            )
-        ).one()
+        existing = (await connection.execute(_FIND, {"patient_id": patient_id})).one()
     log.info("billing account exists", extra={"patient_id": patient_id, "account_id": existing.account_id})
     return Account(account_id=existing.account_id, status=existing.status, created=False)
 
@@ -86,11 +96,8 @@ async def get_or_create_account(engine: AsyncEngine, *, patient_id: str, name: s
 async def find_account(engine: AsyncEngine, *, patient_id: str) -> Account | None:
     """The patient's account, or None when none was created yet."""
     _check_patient_id(patient_id)
-    query = select(billing_accounts.c.account_id, billing_accounts.c.status).where(
-        billing_accounts.c.patient_id == patient_id
-    )
-    async with engine.connect() as connection:
-        row = (await connection.execute(query)).one_or_none()
+    async with _autocommit(engine) as connection:
+        row = (await connection.execute(_FIND, {"patient_id": patient_id})).one_or_none()
     return None if row is None else Account(account_id=row.account_id, status=row.status, created=False)
 
 
@@ -101,15 +108,19 @@ async def close_account(engine: AsyncEngine, *, patient_id: str) -> Account:
     arrives later (a replayed request) then finds it and stores nothing about the deleted patient.
     """
     _check_patient_id(patient_id)
-    upsert = (
-        insert(billing_accounts)
-        .values(patient_id=patient_id, account_id=new_account_id(), status=STATUS_CLOSED, name="", email="")
-        .on_conflict_do_update(
-            index_elements=[billing_accounts.c.patient_id], set_={"status": STATUS_CLOSED, "name": "", "email": ""}
-        )
-        .returning(billing_accounts.c.account_id, billing_accounts.c.status)
-    )
-    async with engine.begin() as connection:
-        row = (await connection.execute(upsert)).one()
+    values = {
+        "patient_id": patient_id,
+        "account_id": new_account_id(),
+        "status": STATUS_CLOSED,
+        "name": "",
+        "email": "",
+    }
+    async with _autocommit(engine) as connection:
+        row = (await connection.execute(_CLOSE, values)).one()
     log.info("billing account closed", extra={"patient_id": patient_id, "account_id": row.account_id})
     return Account(account_id=row.account_id, status=row.status, created=False)
+
+
+def _autocommit(engine: AsyncEngine) -> AsyncConnection:
+    """A pooled connection whose statements each commit on their own."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT").connect()

@@ -36,7 +36,7 @@ class AuditEvent:
 
 async def record_in(connection: AsyncConnection, event: AuditEvent) -> None:
     """Insert the record of a write inside the write's own transaction (both commit, or neither)."""
-    await connection.execute(audit_events.insert(), [asdict(event)])
+    await connection.execute(audit_events.insert(), asdict(event))
 
 
 _COLUMNS = [field.name for field in fields(AuditEvent)]
