@@ -60,4 +60,10 @@ class ContextFilter(logging.Filter):
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Install the JSON configuration for this process."""
+    # What no line of ours carries is not collected either (the logging HOWTO's "Optimization"): the
+    # caller's frame, thread and process per record cost ~2 of the ~13 us of an access line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.config.dictConfig(logging_config(service, level))
