@@ -5,7 +5,7 @@
 
 With --database-url it creates (and drops) a database `search_bench` on that server. It migrates it (so the
 indexes are those of migration 0005), inserts the rows in one INSERT ... SELECT, ANALYZEs, then times the
-service's own search query (patients.search.select_patients: the page and the count, as a paged GET runs them)
+service's own search statements (patients.search.search_statements: the page and the count, as a paged GET runs them)
 for random three-letter pieces of names, and prints the figures with the plan of one search.
 """
 
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.postgres import PostgresCluster
 from devstack.process import free_port
-from patient_service.patients.search import PatientQuery, select_patients
+from patient_service.patients.search import PatientQuery, search_statements
 from pm_common.database import upgrade_database
 
 FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Niklaus", "Radia", "Tim"]
@@ -59,7 +59,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def run(url: str, *, rows: int, searches: int) -> None:
     await asyncio.to_thread(upgrade_database, url, script_location="patient_service:migrations")
-    engine = create_async_engine(url, pool_size=1)
+    engine = create_async_engine(url, pool_size=2)  # the searches check out one while the ANALYZE holds one
     figures: list[str] = []
     try:
         async with engine.begin() as connection:
@@ -78,19 +78,21 @@ async def run(url: str, *, rows: int, searches: int) -> None:
                 timings: list[float] = []
                 for n in range(searches + 20):
                     query = PatientQuery(name_contains=[randomly.choice(terms)], page=0, size=20)
-                    page, count = select_patients(query)
+                    statements, values = search_statements(query)
                     started = time.perf_counter()
-                    await connection.execute(page)
-                    await connection.execute(count)
+                    await statements.rows.all(engine, values)
+                    await statements.count.all(engine, values)
                     if n >= 20:  # the first ones warm the caches
                         timings.append((time.perf_counter() - started) * 1000)
                 figures.append(
                     f"name search, {label}: page of 20 + total count, {len(timings)} searches over {rows:,} "
                     f"patients: p50 {statistics.median(timings):.2f} ms, p99 {percentile(timings, 0.99):.2f} ms"
                 )
-            page, _ = select_patients(PatientQuery(name_contains=[people[0]], page=0, size=20))
-            compiled = page.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
-            plan = (await connection.execute(text(f"EXPLAIN ANALYZE {compiled}"))).scalars().all()
+            statements, values = search_statements(PatientQuery(name_contains=[people[0]], page=0, size=20))
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            explained = await driver.fetch(f"EXPLAIN ANALYZE {statements.rows.sql}", *statements.rows.arguments(values))
+            plan = [str(row[0]) for row in explained]
     finally:
         await engine.dispose()
     print("plan of one search for a person's name (first page of 20):")

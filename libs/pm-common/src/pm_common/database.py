@@ -115,7 +115,7 @@ class DriverRead:
 
     async def all(self, engine: AsyncEngine, values: Mapping[str, object] | None = None) -> list[Record]:
         """Every row of the statement with these values for its parameters."""
-        arguments = [values[name] for name in self._names] if values else []
+        arguments = self.arguments(values)
         # After a restart every pooled connection may be dead: each is found out at once (no waiting), so
         # trying them all costs little, and a database that is really down fails at connect (503) instead.
         dead_error: BaseException | None = None
@@ -135,6 +135,10 @@ class DriverRead:
                     dead_error = exc
                     log.warning("database connection dropped, reading again", extra={"error": type(exc).__name__})
         raise sa_exc.DBAPIError(self.sql, None, dead_error or ConnectionError(), connection_invalidated=True)
+
+    def arguments(self, values: Mapping[str, object] | None) -> list[object]:
+        """The values in the order of the SQL's $1, $2, ... placeholders."""
+        return [values[name] for name in self._names] if values else []
 
     async def first(self, engine: AsyncEngine, values: Mapping[str, object] | None = None) -> Record | None:
         """The first row, or None."""
