@@ -136,7 +136,7 @@ def search_statements(query: PatientQuery) -> tuple[SearchStatements, dict[str, 
     """The statements for a query and the values of their parameters.
 
     The statements depend only on which conditions are present, the sort and paging, so they are built and
-    compiled once per shape (bench/README.md, "Reads on the driver").
+    compiled once per shape (bench/README.md, "The second pass").
     """
     shape = _Shape(
         name_terms=len(query.name_contains),

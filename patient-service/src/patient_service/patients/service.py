@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from asyncpg import Record
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 EMAIL_TAKEN = "Email address already exists"
 NOT_FOUND = "Patient not found"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ async def search_patients(engine: AsyncEngine, *, query: PatientQuery) -> tuple[
     return [_versioned(row) for row in rows], int(total)
 
 
-# Built and compiled once, run on the driver: the hottest read (bench/README.md, "Reads on the driver").
+# Built and compiled once, run on the driver: the hottest read (bench/README.md, "The second pass").
 _PATIENT_BY_ID = DriverRead(select(patients).where(patients.c.id == bindparam("id")))
 
 
