@@ -21,6 +21,7 @@ from patient_service.outbox.kafka import KafkaPublisher
 from patient_service.outbox.metrics import backlog_scrape
 from patient_service.outbox.relay import OutboxRelay, OutboxSignal
 from patient_service.patients import views
+from patient_service.patients.fast_reads import FastReads
 from patient_service.patients.models import idempotency_keys
 from patient_service.patients.schemas import MISSING_FIELD_MESSAGES
 from pm_common.app import build_app
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS, **IDEMPOTENCY_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
         invalid_path_message="Invalid patient id",
+        # GET /patients/{id} and GET /patients answered before FastAPI's router in their plain success case.
+        fast_paths=[FastReads],
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.
         redirect_slashes=False,
     )
