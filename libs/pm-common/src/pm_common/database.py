@@ -6,7 +6,8 @@ import asyncio
 import logging
 import multiprocessing
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
@@ -17,7 +18,7 @@ from sqlalchemy import MetaData, Select, Table, delete, func, pool, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_engine_from_config, create_async_engine
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -318,6 +319,19 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
         return await unexpected_error(request, exc)
     log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
     return JSONResponse({"message": "Service temporarily unavailable"}, status_code=503)
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection whose statements each commit on their own: a single-statement write then costs
+    one round trip, where a transaction adds BEGIN and COMMIT (two more).
+
+    Set on the connection, not through `engine.execution_options()`: that builds a new engine object per
+    call, ~50-90 us of CPU more per call than this (measured in a loop against PostgreSQL).
+    """
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 # What the database layer raises: what database_unavailable() recognises is a 503 (the client did nothing

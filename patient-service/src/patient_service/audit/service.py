@@ -6,7 +6,7 @@ import base64
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
@@ -34,12 +34,14 @@ class AuditEvent:
     rows: int | None = None
 
 
+# The columns of audit_events a record fills, in AuditEvent's order.
+AUDIT_COLUMNS = [field.name for field in fields(AuditEvent)]
+
+
 async def record_in(connection: AsyncConnection, event: AuditEvent) -> None:
     """Insert the record of a write inside the write's own transaction (both commit, or neither)."""
-    await connection.execute(audit_events.insert(), asdict(event))
-
-
-_COLUMNS = [field.name for field in fields(AuditEvent)]
+    # Not dataclasses.asdict: it deep-copies every value (~50 us of a create's CPU for a flat record).
+    await connection.execute(audit_events.insert(), {name: getattr(event, name) for name in AUDIT_COLUMNS})
 
 
 class AuditWriter:
@@ -61,11 +63,11 @@ class AuditWriter:
     async def _insert(self, batch: list[AuditEvent]) -> None:
         # COPY, not INSERT: a batch of hundreds of read records costs one round trip and almost no CPU here
         # (an executemany INSERT through SQLAlchemy cost ~10 % of the GET path's CPU at 800 reads/s).
-        records = [tuple(getattr(event, name) for name in _COLUMNS) for event in batch]
+        records = [tuple(getattr(event, name) for name in AUDIT_COLUMNS) for event in batch]
         async with self._engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection  # the asyncpg connection
             assert driver is not None
-            await driver.copy_records_to_table(audit_events.name, records=records, columns=_COLUMNS)
+            await driver.copy_records_to_table(audit_events.name, records=records, columns=AUDIT_COLUMNS)
 
 
 @dataclass(frozen=True)
