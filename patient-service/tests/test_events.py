@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.kafka import KafkaBroker
@@ -79,3 +80,26 @@ async def test_kafka_unreachable_at_start_still_serves_and_keeps_events(migrated
         rows = await outbox_rows(engine, destination="patient-event")
         assert [(str(r.aggregate_id), r.state) for r in rows] == [(created["id"], "PENDING")]
         assert checks["outbox"]["pending"] >= 1
+
+
+async def test_a_create_writes_its_outbox_rows_and_record_or_nothing(migrated_url: str, engine: AsyncEngine) -> None:
+    # One statement writes the patient, both outbox rows and the CREATE record: a taken email writes none.
+    async with running_service(service_settings(migrated_url, outbox_relay_enabled=False)) as service:
+        created = await service.create(email="once@example.com")
+        refused = await service.http.post(
+            "/patients",
+            json={"name": "Twice", "email": "ONCE@example.com", "address": "1 A", "dateOfBirth": "1990-01-01"},
+        )
+        assert refused.status_code == 400
+    rows = await outbox_rows(engine)
+    assert [(str(row.aggregate_id), row.event_type) for row in rows] == [
+        (created["id"], "PATIENT_CREATED"),
+        (created["id"], "BILLING_ACCOUNT_REQUESTED"),
+    ]
+    async with engine.connect() as connection:
+        records = (await connection.execute(text("SELECT action, patient_id, status FROM audit_events"))).all()
+        patient = (await connection.execute(text("SELECT created_at FROM patients"))).one()
+    assert [(action, str(patient_id), status) for action, patient_id, status in records] == [
+        ("CREATE", created["id"], 201)
+    ]
+    assert {row.created_at for row in rows} == {patient.created_at}
