@@ -16,6 +16,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from patient_service.audit.context import AuditContext, now
+from patient_service.patients import service
 from patient_service.patients.fast_reads import FastReads
 from pm_common.settings import DEMO_JWT_SECRET
 from pm_common.tokens import issue_token
@@ -134,3 +135,13 @@ async def test_answers_the_two_reads_itself(api: Service) -> None:
 async def test_passes_every_other_request_on(api: Service, method: str, path: str, query: bytes) -> None:
     with pytest.raises(_Called):
         await _call(api, method, path, query)
+
+
+async def test_an_unexpected_error_goes_on_up(api: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No handler of its own: the server-error layer above answers it (a logged 500), as for the route.
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "get_patient", broken)
+    with pytest.raises(RuntimeError):
+        await _call(api, "GET", f"/patients/{uuid.uuid4()}")

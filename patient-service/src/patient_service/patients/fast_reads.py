@@ -92,7 +92,8 @@ async def _handled(scope: Scope, receive: Receive, send: Send, exc: Exception) -
     """Answer `exc` as FastAPI's exception layer would have after the route: with the app's handler for its
     class (a 401, 403, 404 or 503). Without one it goes on up, to the server-error layer's logged 500."""
     handlers = scope["app"].exception_handlers
-    kind = next((kind for kind in type(exc).__mro__[:-2] if kind in handlers), None)  # not Exception, object
+    # As Starlette's ExceptionMiddleware: the nearest class with a handler, Exception's own (the 500) aside.
+    kind = next((kind for kind in type(exc).__mro__ if kind in handlers and kind is not Exception), None)
     if kind is None:
         raise exc
     response = await handlers[kind](Request(scope, receive), exc)
