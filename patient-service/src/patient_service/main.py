@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         error_handlers={**DATABASE_ERROR_HANDLERS, **AUTH_ERROR_HANDLERS, **IDEMPOTENCY_ERROR_HANDLERS},
         field_overrides=MISSING_FIELD_MESSAGES,
         invalid_path_message="Invalid patient id",
-        # GET /patients/{id} and GET /patients answered before FastAPI's router in their plain success case.
+        # GET /patients/{id} and GET /patients (no query string) answered before FastAPI's router.
         fast_paths=[FastReads],
         # No redirect for a trailing slash: behind the gateway its Location would miss the /api prefix.
         redirect_slashes=False,

@@ -1,7 +1,7 @@
 """The two hottest reads, answered before FastAPI's routing and dependency solving.
 
 `GET /patients/{id}` and `GET /patients` without a query string are most of the traffic, and on them
-FastAPI's routing, dependency solving and request objects cost about a third of patient-service's CPU
+FastAPI's routing, dependency solving and request objects cost a quarter to a third of patient-service's CPU
 (bench/README.md, "The third pass"). This layer answers exactly those requests with the same service calls
 and bytes as the routes in views.py; their errors (no token, a role that may not read, no such patient, the
 database failing) raise the same exceptions, answered by the app's own exception handlers. Anything else
