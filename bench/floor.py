@@ -7,7 +7,7 @@
 2. The libraries: for each service, the third-party modules it imports (found by importing it), imported
    alone in a fresh interpreter: their RSS and CPU seconds bound its idle memory and its start-up.
 
-Stop the stack first (`make down`): the floor shares the two cores with nothing. About two minutes.
+Stop the stack first (`make down`): the floor shares the two cores with nothing. About four minutes.
 
     uv run --no-sync python bench/floor.py
     uv run --no-sync python bench/floor.py --seconds 5 --rounds 1     # quicker, noisier
