@@ -32,7 +32,7 @@ from api_gateway.routes import NO_STORE, SECURITY_HEADERS, Route, RouteTable, ha
 from api_gateway.upstreams import Upstreams
 from pm_common.access import PERMISSIONS, allowed
 from pm_common.auth import FORBIDDEN_MESSAGE
-from pm_common.http import MAX_BODY_BYTES, bearer_challenge, send_json
+from pm_common.http import MAX_BODY_BYTES, bearer_challenge, header, header_bytes, send_json
 from pm_common.metrics import ROUTE_SCOPE_KEY
 from pm_common.tokens import Identity, TokenVerifier, Unauthenticated
 
@@ -117,9 +117,9 @@ class Gateway:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = request_id_from(headers)
         if self.cors_origins:
-            origin = _header_bytes(headers, b"origin")
+            origin = header_bytes(headers, b"origin")
             if origin is not None and origin in self.cors_origins:
-                if scope["method"] == "OPTIONS" and _header_bytes(headers, b"access-control-request-method"):
+                if scope["method"] == "OPTIONS" and header_bytes(headers, b"access-control-request-method"):
                     await _send_json(send, 204, None, request_id, [*_cors(origin), *_CORS_PREFLIGHT_HEADERS])
                     return
                 send = _adding_headers(send, [*_cors(origin), _CORS_EXPOSE])
@@ -180,7 +180,7 @@ class Gateway:
         identity: Identity | None = None
         if route.jwt_required:
             try:
-                identity = self.verifier.verify(_header(scope["headers"], b"authorization"))
+                identity = self.verifier.verify(header(scope["headers"], b"authorization"))
             except Unauthenticated as exc:
                 self._refused(route, scope, 401, None, request_id)
                 extra = [(b"www-authenticate", bearer_challenge(exc.error).encode())]
@@ -209,7 +209,7 @@ class Gateway:
         identity: Identity | None,
     ) -> int:
         headers = scope["headers"]
-        content_length = _header(headers, b"content-length")
+        content_length = header(headers, b"content-length")
         if content_length is not None:
             if not content_length.isdigit():
                 return await _send_json(send, 400, {"message": "Invalid Content-Length"}, request_id)
@@ -218,7 +218,7 @@ class Gateway:
         body = _RequestBody(0.0)
         data: bytes | AsyncIterator[bytes] | None = None
         first = b""
-        if (content_length not in (None, "0")) or _header(headers, b"transfer-encoding") is not None:
+        if (content_length not in (None, "0")) or header(headers, b"transfer-encoding") is not None:
             body.deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
             try:
                 async with asyncio.timeout_at(body.deadline):
@@ -404,9 +404,7 @@ class Gateway:
 
 def _idempotent(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
     """A request that may be sent twice: an idempotent method, or a POST with an Idempotency-Key."""
-    return method in _IDEMPOTENT_METHODS or (
-        method == "POST" and _header_bytes(headers, b"idempotency-key") is not None
-    )
+    return method in _IDEMPOTENT_METHODS or (method == "POST" and header_bytes(headers, b"idempotency-key") is not None)
 
 
 def _may_retry(exc: Exception, method: str, headers: list[tuple[bytes, bytes]], body: _RequestBody) -> bool:
@@ -434,21 +432,9 @@ def _classify(exc: Exception, upstream: str) -> tuple[int, str]:
     return 0, ""
 
 
-def _header_bytes(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    value = _header_bytes(headers, name)
-    return None if value is None else value.decode("latin-1")
-
-
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    length = _header_bytes(headers, b"content-length")
-    return (length is not None and length != b"0") or _header_bytes(headers, b"transfer-encoding") is not None
+    length = header_bytes(headers, b"content-length")
+    return (length is not None and length != b"0") or header_bytes(headers, b"transfer-encoding") is not None
 
 
 def _cors(origin: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:

@@ -20,15 +20,19 @@ class Forbidden(DomainError):
     status_code = 403
 
 
+def authorize(verifier: TokenVerifier, authorization: str | None, permission: Permission) -> Identity:
+    """The caller's identity when its token is valid (Unauthenticated: 401) and its role may (Forbidden: 403)."""
+    identity = verifier.verify(authorization)
+    if not allowed(identity.role, permission):
+        raise Forbidden(FORBIDDEN_MESSAGE)
+    return identity
+
+
 def require(permission: Permission) -> Callable[[Request], Awaitable[Identity]]:
-    """A dependency: the caller's identity when its token is valid (401 otherwise) and its role may (403)."""
+    """A dependency: authorize() the request's caller for `permission`."""
 
     async def check(request: Request) -> Identity:
-        verifier: TokenVerifier = request.app.state.token_verifier
-        identity = verifier.verify(request.headers.get("authorization"))
-        if not allowed(identity.role, permission):
-            raise Forbidden(FORBIDDEN_MESSAGE)
-        return identity
+        return authorize(request.app.state.token_verifier, request.headers.get("authorization"), permission)
 
     check.__name__ = f"require_{permission.name.lower()}"
     return check

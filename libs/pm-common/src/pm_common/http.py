@@ -186,7 +186,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        length = header_bytes(scope["headers"], b"content-length")
         if length is not None:
             # The server (httptools/h11) has already refused a malformed Content-Length.
             if int(length) > self.max_bytes:
@@ -223,9 +223,23 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+def header_bytes(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower case, as ASGI servers give the names) in a scope's headers."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """header_bytes() as text (latin-1, HTTP's own)."""
+    value = header_bytes(headers, name)
+    return None if value is None else value.decode("latin-1")
+
+
 def sane_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The caller's X-Request-ID when it is a sane token (1-128 of [A-Za-z0-9._-]), else None."""
-    value = next((v for k, v in headers if k == _REQUEST_ID_NAME), None)
+    value = header_bytes(headers, _REQUEST_ID_NAME)
     return value.decode("ascii") if value is not None and _SANE_REQUEST_ID.fullmatch(value) else None
 
 

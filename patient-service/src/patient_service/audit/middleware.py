@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from patient_service.audit.context import AuditContext, now
 from patient_service.audit.models import Action
 from patient_service.audit.service import AuditWriter
-from pm_common.http import StatusRecorder, client_address, ensure_request_id
+from pm_common.http import StatusRecorder, client_address, ensure_request_id, header
 from pm_common.tokens import TokenVerifier, Unauthenticated
 
 DENIED_STATUSES = frozenset({401, 403, 404})
@@ -60,9 +60,8 @@ class AuditMiddleware:
 
 def _caller(verifier: TokenVerifier, scope: Scope) -> tuple[str | None, str | None]:
     """The token's sub and role (a cache hit after the first request with it); None for no valid token."""
-    authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
     try:
-        identity = verifier.verify(authorization)
+        identity = verifier.verify(header(scope["headers"], b"authorization"))
     except Unauthenticated:
         return None, None
     return identity.subject, identity.role

@@ -22,8 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from patient_service.patients import service
 from patient_service.patients.preconditions import etag
 from patient_service.patients.search import PatientQuery
-from pm_common.access import Permission, allowed
-from pm_common.auth import FORBIDDEN_MESSAGE, Forbidden
+from pm_common.access import Permission
+from pm_common.auth import authorize
+from pm_common.http import header
 from pm_common.metrics import ROUTE_SCOPE_KEY
 
 LIST_ROUTE = "/patients"
@@ -76,10 +77,7 @@ def _target(path: str) -> tuple[str, uuid.UUID | None] | None:
 async def _read(scope: Scope, patient_id: uuid.UUID | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """The route's body and headers: one patient and its ETag, or every patient and their count."""
     state = scope["app"].state
-    authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-    identity = state.token_verifier.verify(authorization)
-    if not allowed(identity.role, Permission.READ_PATIENTS):
-        raise Forbidden(FORBIDDEN_MESSAGE)
+    authorize(state.token_verifier, header(scope["headers"], b"authorization"), Permission.READ_PATIENTS)
     if patient_id is not None:
         found = await service.get_patient(state.read_engine, patient_id=patient_id)
         return orjson.dumps(found.patient), [(b"etag", etag(found.version).encode())]
