@@ -46,7 +46,7 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
 @pytest.mark.fault
 async def test_reads_survive_dropped_connections(migrated_url: str) -> None:
     """Reads run on the driver (pm_common.database.DriverRead): a connection PostgreSQL closed is invalidated
-    and the read retried once on a fresh one, so no caller sees an error."""
+    and the read goes on with another connection, so no caller sees an error."""
     async with running_service(service_settings(migrated_url, outbox_relay_enabled=False)) as service:
         created = await service.create()
         engine = service.app.state.engine

@@ -33,6 +33,10 @@ class AuditEvent:
     client_address: str | None
     rows: int | None = None
 
+    def values(self) -> dict[str, object]:
+        """Its columns' values by name (not dataclasses.asdict: that deep-copies each, ~50 us a create)."""
+        return {name: getattr(self, name) for name in AUDIT_COLUMNS}
+
 
 # The columns of audit_events a record fills, in AuditEvent's order.
 AUDIT_COLUMNS = [field.name for field in fields(AuditEvent)]
@@ -40,8 +44,7 @@ AUDIT_COLUMNS = [field.name for field in fields(AuditEvent)]
 
 async def record_in(connection: AsyncConnection, event: AuditEvent) -> None:
     """Insert the record of a write inside the write's own transaction (both commit, or neither)."""
-    # Not dataclasses.asdict: it deep-copies every value (~50 us of a create's CPU for a flat record).
-    await connection.execute(audit_events.insert(), {name: getattr(event, name) for name in AUDIT_COLUMNS})
+    await connection.execute(audit_events.insert(), event.values())
 
 
 class AuditWriter:

@@ -162,9 +162,7 @@ async def create_patient(
         "created_at": created_at,
     }
     record = audit.event(Action.CREATE, patient_id=values["id"], status=201)
-    parameters = _prefixed("patient", values) | _prefixed(
-        "audit", {name: getattr(record, name) for name in AUDIT_COLUMNS}
-    )
+    parameters = _prefixed("patient", values) | _prefixed("audit", record.values())
     outbox_rows = {
         "event": patient_event_row(event_type=EventType.PATIENT_CREATED, patient=values, occurred_at=created_at),
         "billing": billing_request_row(patient=values),
