@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,10 +16,38 @@ import httpx
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
+
+    Not port 0's answer: that comes from the ephemeral range, where the kernel also picks the local port of
+    every outgoing connection, so the port could be taken before its user binds it. A service's lifespan
+    connects to PostgreSQL and Kafka before uvicorn binds its port, and lost it that way in a CI run
+    (Errno 98). Ports handed out by this process are not handed out again.
+    """
+    below = _ephemeral_range_start()
+    for _ in range(1000):
+        port = random.randrange(_LOWEST_FREE_PORT, below)  # noqa: S311 (a port number, not a secret)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {_LOWEST_FREE_PORT} and {below}")
+
+
+_LOWEST_FREE_PORT = 10_000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range_start() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
